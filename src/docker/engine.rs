@@ -1,0 +1,310 @@
+//! The real [`ContainerRuntime`]: the Docker Engine API through bollard.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings,
+    ExecConfig, HostConfig, HostConfigCgroupnsModeEnum, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    Container, ContainerRuntime, ContainerSpec, Error, ExecOutput, HostSettings, Network,
+    NetworkAddress, PublishedPort, Result,
+};
+
+/// A connection to a Docker engine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://...`), or to DOCKER_HOST or the
+    /// default socket when `None`, and negotiates the API version so older engines answer.
+    pub async fn connect(host: Option<&str>) -> Result<Self> {
+        let docker = match host {
+            Some(h) if !h.is_empty() => Docker::connect_with_host(h),
+            _ => Docker::connect_with_defaults(),
+        }
+        .map_err(|e| classify("connect", e))?;
+        let docker = docker.negotiate_version().await.map_err(|e| classify("negotiate API version", e))?;
+        Ok(Self { docker })
+    }
+}
+
+/// Maps a bollard error onto the provider's four kinds.
+fn classify(what: impl Into<String>, err: BollardError) -> Error {
+    let what = what.into();
+    match err {
+        BollardError::DockerResponseServerError { status_code: 404, message } => Error::NotFound { what, message },
+        BollardError::DockerResponseServerError { status_code: 409, message } => Error::Conflict { what, message },
+        BollardError::DockerResponseServerError { status_code, message } => {
+            Error::Engine { what, status: status_code, message }
+        }
+        other => Error::Unavailable { what, message: other.to_string() },
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut port_bindings = HashMap::new();
+    for p in &spec.ports {
+        port_bindings
+            .entry(format!("{}/tcp", p.container_port))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding { host_ip: Some(p.host_ip.clone()), host_port: Some(p.host_port.to_string()) });
+    }
+    let binds = spec
+        .binds
+        .iter()
+        .map(|b| format!("{}:{}{}", b.host_path, b.container_path, if b.read_only { ":ro" } else { "" }))
+        .collect::<Vec<_>>();
+    let endpoint = EndpointSettings {
+        ipam_config: spec
+            .ipv4_address
+            .clone()
+            .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip), ..Default::default() }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        hostname: Some(if spec.hostname.is_empty() { spec.name.clone() } else { spec.hostname.clone() }),
+        image: Some(spec.image.clone()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        env: Some(spec.env.clone()),
+        cmd: spec.cmd.clone(),
+        tty: Some(spec.tty),
+        exposed_ports: Some(port_bindings.keys().cloned().collect()),
+        volumes: Some(spec.volumes.clone()),
+        host_config: Some(HostConfig {
+            privileged: Some(spec.privileged),
+            security_opt: Some(spec.security_opt.clone()),
+            tmpfs: Some(spec.tmpfs.clone().into_iter().collect()),
+            binds: Some(binds),
+            port_bindings: Some(port_bindings),
+            cgroupns_mode: Some(if spec.cgroupns_private {
+                HostConfigCgroupnsModeEnum::PRIVATE
+            } else {
+                HostConfigCgroupnsModeEnum::HOST
+            }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(if spec.restart_unless_stopped {
+                    RestartPolicyNameEnum::UNLESS_STOPPED
+                } else {
+                    RestartPolicyNameEnum::NO
+                }),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(spec.network.clone()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_from(inspect: ContainerInspectResponse) -> Container {
+    let config = inspect.config.unwrap_or_default();
+    let state = inspect.state.unwrap_or_default();
+    let settings = inspect.network_settings.unwrap_or_default();
+    let host = inspect.host_config.unwrap_or_default();
+    let non_empty = |s: Option<String>| s.filter(|v| !v.is_empty());
+    let networks = settings
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, ep)| {
+            (name, NetworkAddress { ipv4: non_empty(ep.ip_address), ipv6: non_empty(ep.global_ipv6_address) })
+        })
+        .collect();
+    let mut published: BTreeMap<u16, Vec<PublishedPort>> = BTreeMap::new();
+    for (key, bindings) in settings.ports.unwrap_or_default() {
+        let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse().ok()) else { continue };
+        for b in bindings.unwrap_or_default() {
+            if let Some(host_port) = b.host_port.and_then(|p| p.parse().ok()) {
+                published
+                    .entry(port)
+                    .or_default()
+                    .push(PublishedPort { host_ip: b.host_ip.unwrap_or_default(), host_port });
+            }
+        }
+    }
+    Container {
+        id: inspect.id.unwrap_or_default(),
+        name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        image: config.image.unwrap_or_default(),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        running: state.running.unwrap_or(false),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        networks,
+        published,
+        volume_names: inspect.mounts.unwrap_or_default().into_iter().filter_map(|m| m.name).collect(),
+        host: HostSettings {
+            privileged: host.privileged.unwrap_or(false),
+            security_opt: host.security_opt.unwrap_or_default(),
+            tmpfs: host.tmpfs.unwrap_or_default().into_iter().collect(),
+            binds: host.binds.unwrap_or_default(),
+            cgroupns_mode: host.cgroupns_mode.map(|m| m.to_string()).unwrap_or_default(),
+            restart_policy: host
+                .restart_policy
+                .and_then(|r| r.name)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        },
+    }
+}
+
+impl ContainerRuntime for Engine {
+    async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(|e| classify("ping", e))
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(format!("inspect image {image}"), e) {
+                Error::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn ensure_network(&self, name: &str) -> Result<Network> {
+        let what = || format!("network {name}");
+        let inspect = match self.docker.inspect_network(name, None).await {
+            Ok(n) => n,
+            Err(e) => match classify(what(), e) {
+                Error::NotFound { .. } => {
+                    let request = NetworkCreateRequest {
+                        name: name.to_string(),
+                        driver: Some("bridge".to_string()),
+                        ..Default::default()
+                    };
+                    match self.docker.create_network(request).await {
+                        Ok(_) => {}
+                        // Someone else created it between our inspect and create.
+                        Err(e) => match classify(what(), e) {
+                            Error::Conflict { .. } => {}
+                            other => return Err(other),
+                        },
+                    }
+                    self.docker.inspect_network(name, None).await.map_err(|e| classify(what(), e))?
+                }
+                other => return Err(other),
+            },
+        };
+        let subnets = inspect
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.subnet)
+            .collect();
+        Ok(Network { id: inspect.id.unwrap_or_default(), name: inspect.name.unwrap_or_default(), subnets })
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), create_body(spec))
+            .await
+            .map_err(|e| classify(format!("create container {}", spec.name), e))?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, name: &str) -> Result<()> {
+        self.docker.start_container(name, None).await.map_err(|e| classify(format!("start container {name}"), e))
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<Container>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(container_from(c))),
+            Err(e) => match classify(format!("inspect container {name}"), e) {
+                Error::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<String>> {
+        let label_filters: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let filters = HashMap::from([("label".to_string(), label_filters)]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let found = self.docker.list_containers(Some(options)).await.map_err(|e| classify("list containers", e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match classify(format!("remove container {name}"), e) {
+                Error::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn exec(&self, name: &str, cmd: &[&str], stdin: Option<Vec<u8>>) -> Result<ExecOutput> {
+        let what = || format!("exec {:?} in {name}", cmd.first().copied().unwrap_or_default());
+        let config = ExecConfig {
+            attach_stdin: Some(stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let created = self.docker.create_exec(name, config).await.map_err(|e| classify(what(), e))?;
+        let options = StartExecOptions { detach: false, tty: false, output_capacity: None };
+        let started = self.docker.start_exec(&created.id, Some(options)).await.map_err(|e| classify(what(), e))?;
+        let mut out = ExecOutput::default();
+        if let StartExecResults::Attached { mut output, mut input } = started {
+            if let Some(data) = stdin {
+                input.write_all(&data).await.map_err(|e| Error::Unavailable { what: what(), message: e.to_string() })?;
+            }
+            let _ = input.shutdown().await;
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| classify(what(), e))? {
+                    bollard::container::LogOutput::StdOut { message } => out.stdout.extend_from_slice(&message),
+                    bollard::container::LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
+                    _ => {}
+                }
+            }
+        }
+        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| classify(what(), e))?;
+        out.exit_code = inspect.exit_code.unwrap_or(-1);
+        Ok(out)
+    }
+
+    async fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        self.docker
+            .upload_to_container(name, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| classify(format!("upload to {name}:{path}"), e))
+    }
+
+    async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        self.docker
+            .kill_container(name, Some(options))
+            .await
+            .map_err(|e| classify(format!("signal {signal} to {name}"), e))
+    }
+}

@@ -1,0 +1,213 @@
+//! The Docker engine as the provider sees it: containers, networks, exec and file upload.
+//!
+//! [`ContainerRuntime`] is the one interface the controllers use; [`Engine`] (in `engine.rs`) is
+//! its real implementation over bollard, and the only code that imports bollard. The domain
+//! types here carry just what the provider needs, so controllers never see bollard's models.
+
+mod engine;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+pub use engine::Engine;
+
+/// Everything that can go wrong talking to Docker, classified once.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named object does not exist.
+    #[error("{what} not found: {message}")]
+    NotFound { what: String, message: String },
+    /// The request conflicts with the engine's state (name in use, port allocated, ...).
+    #[error("{what}: conflict: {message}")]
+    Conflict { what: String, message: String },
+    /// The engine could not be reached or did not answer.
+    #[error("Docker engine unavailable during {what}: {message}")]
+    Unavailable { what: String, message: String },
+    /// Any other refusal from the engine.
+    #[error("{what}: Docker answered {status}: {message}")]
+    Engine { what: String, status: u16, message: String },
+}
+
+impl Error {
+    /// True when the object in question does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// Result of a Docker call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A container to create.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerSpec {
+    /// Container name (also used as the hostname when `hostname` is empty).
+    pub name: String,
+    /// Hostname inside the container.
+    pub hostname: String,
+    /// Image reference.
+    pub image: String,
+    /// Labels on the container.
+    pub labels: BTreeMap<String, String>,
+    /// Environment, `KEY=value`.
+    pub env: Vec<String>,
+    /// Overrides the image's command when set.
+    pub cmd: Option<Vec<String>>,
+    /// Docker network to attach to.
+    pub network: String,
+    /// A fixed IPv4 address on that network (to come back on the same address).
+    pub ipv4_address: Option<String>,
+    /// Run privileged.
+    pub privileged: bool,
+    /// Security options such as `seccomp=unconfined`.
+    pub security_opt: Vec<String>,
+    /// tmpfs mounts: path -> options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Anonymous volumes at these paths (removed with the container).
+    pub volumes: Vec<String>,
+    /// Bind mounts from the host.
+    pub binds: Vec<Bind>,
+    /// Give the container its own cgroup namespace.
+    pub cgroupns_private: bool,
+    /// Restart the container when the engine restarts (unless stopped by hand).
+    pub restart_unless_stopped: bool,
+    /// Allocate a TTY (kind does, so systemd logs to the console).
+    pub tty: bool,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+}
+
+/// A bind mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// Path on the host.
+    pub host_path: String,
+    /// Path in the container.
+    pub container_path: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// A container TCP port published on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    /// TCP port in the container.
+    pub container_port: u16,
+    /// Host address to listen on, e.g. 127.0.0.1 or 0.0.0.0.
+    pub host_ip: String,
+    /// Host port; 0 lets Docker pick a free one.
+    pub host_port: u16,
+}
+
+/// What the provider knows about an existing container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Container {
+    /// Container ID.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// Image as given at creation.
+    pub image: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whether it is running.
+    pub running: bool,
+    /// Docker's state word: created, running, exited, ...
+    pub state: String,
+    /// Addresses per network: network name -> (IPv4, IPv6).
+    pub networks: BTreeMap<String, NetworkAddress>,
+    /// Published ports: container TCP port -> host ports.
+    pub published: BTreeMap<u16, Vec<PublishedPort>>,
+    /// Anonymous and named volumes mounted in the container.
+    pub volume_names: Vec<String>,
+    /// Host configuration as the engine recorded it (for checks and diagnostics).
+    pub host: HostSettings,
+}
+
+/// The container's address on one network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkAddress {
+    /// IPv4 address, if any.
+    pub ipv4: Option<String>,
+    /// Global IPv6 address, if any.
+    pub ipv6: Option<String>,
+}
+
+/// A host address and port a container port is published on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// Host address.
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+}
+
+/// The parts of a container's host configuration the provider checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Privileged.
+    pub privileged: bool,
+    /// Security options.
+    pub security_opt: Vec<String>,
+    /// tmpfs mounts.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Bind mounts as `host:container[:ro]`.
+    pub binds: Vec<String>,
+    /// Cgroup namespace mode: private or host.
+    pub cgroupns_mode: String,
+    /// Restart policy name.
+    pub restart_policy: String,
+}
+
+/// The result of a command run inside a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code of the command.
+    pub exit_code: i64,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// A Docker network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    /// Network ID.
+    pub id: String,
+    /// Network name.
+    pub name: String,
+    /// Subnets of the network, IPv4 and IPv6.
+    pub subnets: Vec<String>,
+}
+
+/// The operations the provider performs on a container engine.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Checks that the engine answers.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Whether an image is present locally.
+    fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Returns the network, creating it (bridge, IPv4) when missing.
+    fn ensure_network(&self, name: &str) -> impl Future<Output = Result<Network>> + Send;
+    /// Creates a container; returns its ID.
+    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String>> + Send;
+    /// Starts a created or stopped container.
+    fn start(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Inspects a container; `None` when it does not exist.
+    fn inspect(&self, name: &str) -> impl Future<Output = Result<Option<Container>>> + Send;
+    /// Names of all containers (running or not) carrying every given label.
+    fn list(&self, labels: &[(&str, &str)]) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Removes a container and its anonymous volumes; absent is not an error.
+    fn remove(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Runs a command in a running container, feeding `stdin` when given.
+    fn exec(
+        &self,
+        name: &str,
+        cmd: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<ExecOutput>> + Send;
+    /// Extracts a tar archive into the container at `path`.
+    fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
+    /// Sends a signal (e.g. `HUP`) to the container's main process.
+    fn kill(&self, name: &str, signal: &str) -> impl Future<Output = Result<()>> + Send;
+}

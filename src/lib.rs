@@ -1,0 +1,5 @@
+//! cluster-api-provider-kind (capkind): the manager's library.
+//!
+//! - [`docker`]: the container engine, behind the [`docker::ContainerRuntime`] trait.
+
+pub mod docker;

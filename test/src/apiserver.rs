@@ -1,0 +1,371 @@
+//! etcd plus a real kube-apiserver on free loopback ports.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, CustomResourceExt};
+
+use crate::names;
+
+/// A running etcd and kube-apiserver pair, with the CRDs installed.
+#[derive(Debug)]
+pub struct ApiServer {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    url: String,
+    pids: Vec<u32>,
+}
+
+/// The API server shared by all tests of this test binary, started on first use.
+pub fn shared() -> &'static ApiServer {
+    static SHARED: OnceLock<Result<ApiServer, String>> = OnceLock::new();
+    match SHARED.get_or_init(ApiServer::start) {
+        Ok(server) => server,
+        Err(e) => panic!("the test API server could not start: {e}"),
+    }
+}
+
+impl ApiServer {
+    /// Starts a new etcd and kube-apiserver, installs the CRDs and returns once both are ready.
+    /// Retries with other ports when a port was taken by another process in the meantime.
+    pub fn start() -> Result<Self, String> {
+        let etcd = find_etcd()?;
+        let apiserver = find_kube_apiserver()?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::start_once(&etcd, &apiserver) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(etcd: &Path, apiserver: &Path) -> Result<Self, String> {
+        let dir = new_dir()?;
+        let (client_port, peer_port, secure_port) = (free_port()?, free_port()?, free_port()?);
+        write_credentials(&dir)?;
+        let mut etcd_child = spawn_logged(
+            Command::new(etcd).args(etcd_args(&dir, client_port, peer_port)),
+            &dir.join("etcd.log"),
+        )?;
+        let mut api_child = spawn_logged(
+            Command::new(apiserver).args(apiserver_args(&dir, client_port, secure_port)),
+            &dir.join("kube-apiserver.log"),
+        )?;
+        let pids = vec![etcd_child.id(), api_child.id()];
+        start_watchdog(&dir, &pids)?;
+        let url = format!("https://127.0.0.1:{secure_port}");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&url)).map_err(|e| format!("write kubeconfig: {e}"))?;
+        let server = ApiServer { dir, kubeconfig, url, pids };
+        wait_ready(&server, &mut etcd_child, &mut api_child)?;
+        if std::env::var_os("CAPKIND_TESTENV_NO_CRDS").is_none() {
+            server.block_on(server.install_crds())?;
+        }
+        Ok(server)
+    }
+
+    /// The kubeconfig file (admin, system:masters).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The API server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The directory holding the environment's data, logs and credentials.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process IDs of etcd and kube-apiserver.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// A new client for the current tokio runtime (clients must not outlive their runtime, so
+    /// each test makes its own).
+    pub async fn client(&self) -> Client {
+        self.try_client().await.unwrap_or_else(|e| panic!("client for the test API server: {e}"))
+    }
+
+    async fn try_client(&self) -> Result<Client, String> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| e.to_string())?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Client::try_from(config).map_err(|e| e.to_string())
+    }
+
+    /// Runs kubectl against this API server.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl could not run ({e}); it is installed on the machine image"))
+    }
+
+    /// A fresh namespace for one test.
+    pub async fn namespace(&self, client: &Client) -> String {
+        let name = names::unique("ns");
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .create(&Default::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        name
+    }
+
+    /// Runs a future to completion on a thread of its own, so that starting the environment
+    /// works from inside a test's runtime as well as outside one.
+    fn block_on<T: Send>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, String>> + Send,
+    ) -> Result<T, String> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?
+                        .block_on(fut)
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the start-up thread panicked".into()))
+        })
+    }
+
+    async fn install_crds(&self) -> Result<(), String> {
+        let client = self.try_client().await?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client);
+        let mut all = capkind_api::crds::all();
+        all.extend(capi_crds());
+        let params = PatchParams::apply("capkind-test").force();
+        for crd in &all {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            crds.patch(&name, &params, &Patch::Apply(crd)).await.map_err(|e| format!("apply CRD {name}: {e}"))?;
+        }
+        for crd in &all {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let established = kube::runtime::wait::await_condition(
+                crds.clone(),
+                &name,
+                kube::runtime::wait::conditions::is_crd_established(),
+            );
+            tokio::time::timeout(Duration::from_secs(30), established)
+                .await
+                .map_err(|_| format!("CRD {name} not established within 30s"))?
+                .map_err(|e| format!("wait for CRD {name}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Stand-ins for Cluster API's Cluster and Machine CRDs (v1beta1 only, so no conversion is
+/// involved): any content is kept, with a status subresource like the real ones.
+pub fn capi_crds() -> Vec<CustomResourceDefinition> {
+    [capkind_api::capi::Cluster::crd(), capkind_api::capi::Machine::crd()]
+        .into_iter()
+        .map(|mut crd| {
+            for version in &mut crd.spec.versions {
+                version.schema = Some(
+                    serde_json::from_value(serde_json::json!({"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": true
+                    }}))
+                    .expect("schema"),
+                );
+            }
+            crd
+        })
+        .collect()
+}
+
+fn find_etcd() -> Result<PathBuf, String> {
+    which("etcd").ok_or_else(|| {
+        "etcd not found on PATH; install Debian's etcd-server (hack/install-test-deps.sh does)".to_string()
+    })
+}
+
+fn find_kube_apiserver() -> Result<PathBuf, String> {
+    let cache = std::env::var("CAPKIND_CACHE").unwrap_or_else(|_| "/var/cache/capkind".into());
+    let candidates = [
+        std::env::var("KUBEBUILDER_ASSETS").ok().map(|d| PathBuf::from(d).join("kube-apiserver")),
+        which("kube-apiserver"),
+        Some(PathBuf::from(cache).join("kube-apiserver-v1.20.2")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file()).ok_or_else(|| {
+        "kube-apiserver not found in $KUBEBUILDER_ASSETS, on PATH or in the cache; \
+         run hack/install-kube-apiserver.sh (it builds one from Debian's kubernetes source)"
+            .to_string()
+    })
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(bin)).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+fn new_dir() -> Result<PathBuf, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // etcd fsyncs a lot; memory-backed storage keeps the tests fast.
+    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let dir = base.join(format!("capkind-testenv-{}-{}", names::token(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(dir.join("certs")).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("find a free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn write_credentials(dir: &Path) -> Result<(), String> {
+    std::fs::write(dir.join("tokens.csv"), format!("{},admin,admin,system:masters\n", admin_token()))
+        .map_err(|e| format!("write tokens: {e}"))?;
+    let status = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(dir.join("sa.key"))
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("openssl not runnable ({e}); install Debian's openssl"))?;
+    if !status.success() {
+        return Err("openssl genrsa failed".into());
+    }
+    Ok(())
+}
+
+/// The bearer token of the admin user (the API server listens on loopback only).
+fn admin_token() -> String {
+    format!("capkind-admin-{}", names::token())
+}
+
+fn etcd_args(dir: &Path, client: u16, peer: u16) -> Vec<String> {
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    vec![
+        "--name=capkind".into(),
+        format!("--data-dir={}", dir.join("etcd").display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=capkind={peer_url}"),
+    ]
+}
+
+fn apiserver_args(dir: &Path, etcd_port: u16, secure_port: u16) -> Vec<String> {
+    let sa_key = dir.join("sa.key").display().to_string();
+    vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+        format!("--cert-dir={}", dir.join("certs").display()),
+        format!("--secure-port={secure_port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+        "--authorization-mode=RBAC".into(),
+        "--service-account-issuer=https://kubernetes.default.svc".into(),
+        format!("--service-account-key-file={sa_key}"),
+        format!("--service-account-signing-key-file={sa_key}"),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--allow-privileged=true".into(),
+    ]
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
+    let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))
+}
+
+/// A shell in its own session (so Ctrl-C to the test does not reach it) that waits for this
+/// process to end, then removes everything the environment and its tests left.
+fn start_watchdog(dir: &Path, pids: &[u32]) -> Result<(), String> {
+    let script = r#"
+parent=$1; dir=$2; token=$3; shift 3
+while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+kill "$@" 2>/dev/null; sleep 1; kill -9 "$@" 2>/dev/null
+rm -rf "$dir"
+if command -v docker >/dev/null 2>&1; then
+  ids=$(docker ps -aq --filter "label=capkind.test/token=$token")
+  ids="$ids $(docker ps -a --format '{{.ID}} {{.Names}}' | awk -v t="$token-" 'index($2, t) == 1 {print $1}')"
+  [ -n "$(echo $ids)" ] && docker rm -f -v $ids >/dev/null 2>&1
+  for n in $(docker network ls --format '{{.Name}}' | awk -v t="$token-" 'index($1, t) == 1'); do
+    docker network rm "$n" >/dev/null 2>&1
+  done
+fi
+"#;
+    Command::new("setsid")
+        .args(["sh", "-c", script, "capkind-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .arg(names::token())
+        .args(pids.iter().map(|p| p.to_string()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| format!("start the cleanup watchdog (setsid from util-linux): {e}"))
+}
+
+fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: capkind-test\n  cluster:\n    server: {url}\n    \
+         insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: \
+         capkind-test\n  context:\n    cluster: capkind-test\n    user: admin\ncurrent-context: capkind-test\n",
+        admin_token()
+    )
+}
+
+fn wait_ready(server: &ApiServer, etcd: &mut Child, api: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let exited = [("etcd", etcd.try_wait(), "etcd.log"), ("kube-apiserver", api.try_wait(), "kube-apiserver.log")]
+            .into_iter()
+            .find_map(|(name, state, log)| match state {
+                Ok(Some(status)) => Some((name, status, log)),
+                _ => None,
+            });
+        if let Some((name, status, log)) = exited {
+            let tail = log_tail(&server.dir.join(log));
+            let _ = etcd.kill();
+            let _ = api.kill();
+            return Err(format!("{name} exited with {status}; last lines of its log:\n{tail}"));
+        }
+        let ready = server.block_on(async {
+            let client = server.try_client().await?;
+            client.apiserver_version().await.map_err(|e| e.to_string())
+        });
+        if ready.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let tail = log_tail(&server.dir.join("kube-apiserver.log"));
+            return Err(format!("kube-apiserver not ready within 90s; last lines of its log:\n{tail}"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}

@@ -1,0 +1,25 @@
+//! Starts a test environment and reports it, for the harness's own tests and for people:
+//!
+//! - `testenv-probe`: prints `dir=`, `pids=`, `url=` and `kubeconfig=` lines, then holds the
+//!   environment until standard input closes (so `testenv-probe </dev/null` exits at once, and a
+//!   person can use the kubeconfig while it waits on a terminal).
+//! - `testenv-probe --panic`: prints the same lines, then panics: the environment must still be
+//!   cleaned up.
+
+use std::io::{Read, Write};
+
+fn main() {
+    let server = capkind_test::ApiServer::start().unwrap_or_else(|e| panic!("start: {e}"));
+    let pids: Vec<String> = server.pids().iter().map(|p| p.to_string()).collect();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "dir={}", server.dir().display());
+    let _ = writeln!(out, "pids={}", pids.join(","));
+    let _ = writeln!(out, "url={}", server.url());
+    let _ = writeln!(out, "kubeconfig={}", server.kubeconfig().display());
+    let _ = out.flush();
+    drop(out);
+    if std::env::args().any(|a| a == "--panic") {
+        panic!("testenv-probe: panicking on purpose with the environment running");
+    }
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}

@@ -1,0 +1,101 @@
+//! The real Docker engine and the locally built test images.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use capkind::docker::{ContainerRuntime, Engine};
+
+use crate::names;
+
+/// The label every container a test creates directly carries; the watchdog removes them.
+pub const TOKEN_LABEL: &str = "capkind.test/token";
+
+/// The images the tests use, built from Debian packages by hack/build-images.sh.
+#[derive(Clone, Debug)]
+pub struct Images {
+    /// The haproxy load-balancer image.
+    pub haproxy: String,
+    /// The node image (systemd, containerd).
+    pub node: String,
+}
+
+impl Images {
+    /// The haproxy image split as the KindCluster spec wants it: (repository, tag), where the
+    /// image is `<repository>/haproxy:<tag>`.
+    pub fn haproxy_repository_and_tag(&self) -> (String, String) {
+        let (repo, tag) = self.haproxy.rsplit_once(':').expect("image has a tag");
+        (repo.trim_end_matches("/haproxy").to_string(), tag.to_string())
+    }
+}
+
+/// Connects to the Docker engine, failing the test with what is missing when it cannot.
+pub async fn engine() -> Engine {
+    let engine = Engine::connect(None)
+        .await
+        .unwrap_or_else(|e| panic!("the tests need the Docker engine (DOCKER_HOST or /var/run/docker.sock): {e}"));
+    engine
+        .ping()
+        .await
+        .unwrap_or_else(|e| panic!("the Docker engine does not answer: {e}"));
+    engine
+}
+
+/// The test images: from CAPKIND_TEST_HAPROXY_IMAGE / CAPKIND_TEST_NODE_IMAGE, else built (or
+/// found in Docker's cache) by hack/build-images.sh.
+pub fn images() -> Images {
+    static IMAGES: OnceLock<Images> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            if let (Ok(haproxy), Ok(node)) =
+                (std::env::var("CAPKIND_TEST_HAPROXY_IMAGE"), std::env::var("CAPKIND_TEST_NODE_IMAGE"))
+            {
+                return Images { haproxy, node };
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/build-images.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .output()
+                .unwrap_or_else(|e| panic!("run {script}: {e}"));
+            assert!(
+                out.status.success(),
+                "{script} failed, so the test images are missing:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let get = |key: &str| {
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("export {key}=")).map(str::to_string))
+                    .unwrap_or_else(|| panic!("{script} did not print {key}"))
+            };
+            Images { haproxy: get("CAPKIND_TEST_HAPROXY_IMAGE"), node: get("CAPKIND_TEST_NODE_IMAGE") }
+        })
+        .clone()
+}
+
+/// Removes the named containers (and their anonymous volumes) when dropped, so a failing test
+/// leaves nothing behind even before the watchdog runs.
+#[derive(Debug, Default)]
+pub struct Janitor {
+    containers: Vec<String>,
+}
+
+impl Janitor {
+    /// Remembers a container to remove.
+    pub fn track(&mut self, name: impl Into<String>) {
+        self.containers.push(name.into());
+    }
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        if !self.containers.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&self.containers).output();
+        }
+    }
+}
+
+/// The labels that mark a container as this test process's.
+pub fn token_label() -> (String, String) {
+    (TOKEN_LABEL.to_string(), names::token())
+}
