@@ -13,7 +13,11 @@ pub struct ParseDurationError(pub String);
 
 impl std::fmt::Display for ParseDurationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid duration {:?}: expected groups like 5m, 1h30m, 90s or 250ms", self.0)
+        write!(
+            f,
+            "invalid duration {:?}: expected groups like 5m, 1h30m, 90s or 250ms",
+            self.0
+        )
     }
 }
 
@@ -72,7 +76,10 @@ mod tests {
         ];
         for (input, secs) in cases {
             let got = parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert!((got.as_secs_f64() - secs).abs() < 1e-9, "{input}: got {got:?}");
+            assert!(
+                (got.as_secs_f64() - secs).abs() < 1e-9,
+                "{input}: got {got:?}"
+            );
         }
     }
 

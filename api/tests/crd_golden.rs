@@ -6,9 +6,15 @@ use std::path::Path;
 fn committed_crds_match_the_types() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/crd");
     for crd in capkind_api::crds::all() {
-        let path = config.join("bases").join(capkind_api::crds::file_name(&crd));
-        let committed = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run `cargo run -p capkind-api --bin crdgen`", path.display()));
+        let path = config
+            .join("bases")
+            .join(capkind_api::crds::file_name(&crd));
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo run -p capkind-api --bin crdgen`",
+                path.display()
+            )
+        });
         let generated = capkind_api::crds::to_yaml(&crd).expect("serialize CRD");
         assert!(
             committed == generated,
@@ -16,14 +22,21 @@ fn committed_crds_match_the_types() {
             path.display()
         );
     }
-    let kustomization = std::fs::read_to_string(config.join("kustomization.yaml")).expect("read kustomization");
-    assert_eq!(kustomization, capkind_api::crds::kustomization(), "config/crd/kustomization.yaml is stale");
+    let kustomization =
+        std::fs::read_to_string(config.join("kustomization.yaml")).expect("read kustomization");
+    assert_eq!(
+        kustomization,
+        capkind_api::crds::kustomization(),
+        "config/crd/kustomization.yaml is stale"
+    );
 }
 
 #[test]
 fn crds_follow_the_cluster_api_naming_and_contract_rules() {
-    let names: Vec<String> =
-        capkind_api::crds::all().iter().map(|c| c.metadata.name.clone().unwrap_or_default()).collect();
+    let names: Vec<String> = capkind_api::crds::all()
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap_or_default())
+        .collect();
     assert_eq!(
         names,
         [
@@ -35,10 +48,22 @@ fn crds_follow_the_cluster_api_naming_and_contract_rules() {
     );
     for crd in capkind_api::crds::all() {
         let labels = crd.metadata.labels.clone().unwrap_or_default();
-        assert_eq!(labels.get("cluster.x-k8s.io/v1beta1").map(String::as_str), Some("v1beta1"));
+        assert_eq!(
+            labels.get("cluster.x-k8s.io/v1beta1").map(String::as_str),
+            Some("v1beta1")
+        );
         assert_eq!(crd.spec.scope, "Namespaced");
-        assert_eq!(crd.spec.names.categories.clone().unwrap_or_default(), ["cluster-api"]);
-        assert!(crd.spec.names.list_kind.as_deref().is_some_and(|k| k.ends_with("List")));
+        assert_eq!(
+            crd.spec.names.categories.clone().unwrap_or_default(),
+            ["cluster-api"]
+        );
+        assert!(
+            crd.spec
+                .names
+                .list_kind
+                .as_deref()
+                .is_some_and(|k| k.ends_with("List"))
+        );
     }
 }
 
@@ -49,7 +74,10 @@ fn no_enum_contains_null() {
         match v {
             serde_json::Value::Object(map) => {
                 if let Some(serde_json::Value::Array(items)) = map.get("enum") {
-                    assert!(!items.iter().any(|i| i.is_null()), "enum with null at {path}");
+                    assert!(
+                        !items.iter().any(|i| i.is_null()),
+                        "enum with null at {path}"
+                    );
                 }
                 for (k, child) in map {
                     walk(child, &format!("{path}.{k}"));
@@ -60,6 +88,9 @@ fn no_enum_contains_null() {
         }
     }
     for crd in capkind_api::crds::all() {
-        walk(&serde_json::to_value(&crd).expect("json"), &crd.spec.names.kind);
+        walk(
+            &serde_json::to_value(&crd).expect("json"),
+            &crd.spec.names.kind,
+        );
     }
 }

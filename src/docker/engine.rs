@@ -37,7 +37,10 @@ impl Engine {
             _ => Docker::connect_with_defaults(),
         }
         .map_err(|e| classify("connect", e))?;
-        let docker = docker.negotiate_version().await.map_err(|e| classify("negotiate API version", e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| classify("negotiate API version", e))?;
         Ok(Self { docker })
     }
 }
@@ -46,12 +49,26 @@ impl Engine {
 fn classify(what: impl Into<String>, err: BollardError) -> Error {
     let what = what.into();
     match err {
-        BollardError::DockerResponseServerError { status_code: 404, message } => Error::NotFound { what, message },
-        BollardError::DockerResponseServerError { status_code: 409, message } => Error::Conflict { what, message },
-        BollardError::DockerResponseServerError { status_code, message } => {
-            Error::Engine { what, status: status_code, message }
-        }
-        other => Error::Unavailable { what, message: other.to_string() },
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => Error::NotFound { what, message },
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => Error::Conflict { what, message },
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => Error::Engine {
+            what,
+            status: status_code,
+            message,
+        },
+        other => Error::Unavailable {
+            what,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -62,22 +79,36 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             .entry(format!("{}/tcp", p.container_port))
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
-            .push(PortBinding { host_ip: Some(p.host_ip.clone()), host_port: Some(p.host_port.to_string()) });
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host_port.to_string()),
+            });
     }
     let binds = spec
         .binds
         .iter()
-        .map(|b| format!("{}:{}{}", b.host_path, b.container_path, if b.read_only { ":ro" } else { "" }))
+        .map(|b| {
+            format!(
+                "{}:{}{}",
+                b.host_path,
+                b.container_path,
+                if b.read_only { ":ro" } else { "" }
+            )
+        })
         .collect::<Vec<_>>();
     let endpoint = EndpointSettings {
-        ipam_config: spec
-            .ipv4_address
-            .clone()
-            .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip), ..Default::default() }),
+        ipam_config: spec.ipv4_address.clone().map(|ip| EndpointIpamConfig {
+            ipv4_address: Some(ip),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     ContainerCreateBody {
-        hostname: Some(if spec.hostname.is_empty() { spec.name.clone() } else { spec.hostname.clone() }),
+        hostname: Some(if spec.hostname.is_empty() {
+            spec.name.clone()
+        } else {
+            spec.hostname.clone()
+        }),
         image: Some(spec.image.clone()),
         labels: Some(spec.labels.clone().into_iter().collect()),
         env: Some(spec.env.clone()),
@@ -87,6 +118,10 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         volumes: Some(spec.volumes.clone()),
         host_config: Some(HostConfig {
             privileged: Some(spec.privileged),
+            cap_add: Some(spec.cap_add.clone()),
+            device_cgroup_rules: Some(spec.device_cgroup_rules.clone()),
+            masked_paths: spec.unmask_system_paths.then(Vec::new),
+            readonly_paths: spec.unmask_system_paths.then(Vec::new),
             security_opt: Some(spec.security_opt.clone()),
             tmpfs: Some(spec.tmpfs.clone().into_iter().collect()),
             binds: Some(binds),
@@ -125,37 +160,58 @@ fn container_from(inspect: ContainerInspectResponse) -> Container {
         .unwrap_or_default()
         .into_iter()
         .map(|(name, ep)| {
-            (name, NetworkAddress { ipv4: non_empty(ep.ip_address), ipv6: non_empty(ep.global_ipv6_address) })
+            (
+                name,
+                NetworkAddress {
+                    ipv4: non_empty(ep.ip_address),
+                    ipv6: non_empty(ep.global_ipv6_address),
+                },
+            )
         })
         .collect();
     let mut published: BTreeMap<u16, Vec<PublishedPort>> = BTreeMap::new();
     for (key, bindings) in settings.ports.unwrap_or_default() {
-        let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse().ok()) else { continue };
+        let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse().ok()) else {
+            continue;
+        };
         for b in bindings.unwrap_or_default() {
             if let Some(host_port) = b.host_port.and_then(|p| p.parse().ok()) {
-                published
-                    .entry(port)
-                    .or_default()
-                    .push(PublishedPort { host_ip: b.host_ip.unwrap_or_default(), host_port });
+                published.entry(port).or_default().push(PublishedPort {
+                    host_ip: b.host_ip.unwrap_or_default(),
+                    host_port,
+                });
             }
         }
     }
     Container {
         id: inspect.id.unwrap_or_default(),
-        name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        name: inspect
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
         image: config.image.unwrap_or_default(),
         labels: config.labels.unwrap_or_default().into_iter().collect(),
         running: state.running.unwrap_or(false),
         state: state.status.map(|s| s.to_string()).unwrap_or_default(),
         networks,
         published,
-        volume_names: inspect.mounts.unwrap_or_default().into_iter().filter_map(|m| m.name).collect(),
+        volume_names: inspect
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.name)
+            .collect(),
         host: HostSettings {
             privileged: host.privileged.unwrap_or(false),
+            cap_add: host.cap_add.unwrap_or_default(),
             security_opt: host.security_opt.unwrap_or_default(),
             tmpfs: host.tmpfs.unwrap_or_default().into_iter().collect(),
             binds: host.binds.unwrap_or_default(),
-            cgroupns_mode: host.cgroupns_mode.map(|m| m.to_string()).unwrap_or_default(),
+            cgroupns_mode: host
+                .cgroupns_mode
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
             restart_policy: host
                 .restart_policy
                 .and_then(|r| r.name)
@@ -167,7 +223,11 @@ fn container_from(inspect: ContainerInspectResponse) -> Container {
 
 impl ContainerRuntime for Engine {
     async fn ping(&self) -> Result<()> {
-        self.docker.ping().await.map(|_| ()).map_err(|e| classify("ping", e))
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("ping", e))
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool> {
@@ -199,7 +259,10 @@ impl ContainerRuntime for Engine {
                             other => return Err(other),
                         },
                     }
-                    self.docker.inspect_network(name, None).await.map_err(|e| classify(what(), e))?
+                    self.docker
+                        .inspect_network(name, None)
+                        .await
+                        .map_err(|e| classify(what(), e))?
                 }
                 other => return Err(other),
             },
@@ -211,11 +274,17 @@ impl ContainerRuntime for Engine {
             .into_iter()
             .filter_map(|c| c.subnet)
             .collect();
-        Ok(Network { id: inspect.id.unwrap_or_default(), name: inspect.name.unwrap_or_default(), subnets })
+        Ok(Network {
+            id: inspect.id.unwrap_or_default(),
+            name: inspect.name.unwrap_or_default(),
+            subnets,
+        })
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
-        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
         let created = self
             .docker
             .create_container(Some(options), create_body(spec))
@@ -225,7 +294,10 @@ impl ContainerRuntime for Engine {
     }
 
     async fn start(&self, name: &str) -> Result<()> {
-        self.docker.start_container(name, None).await.map_err(|e| classify(format!("start container {name}"), e))
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| classify(format!("start container {name}"), e))
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<Container>> {
@@ -241,8 +313,15 @@ impl ContainerRuntime for Engine {
     async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<String>> {
         let label_filters: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let filters = HashMap::from([("label".to_string(), label_filters)]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let found = self.docker.list_containers(Some(options)).await.map_err(|e| classify("list containers", e))?;
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| classify("list containers", e))?;
         Ok(found
             .into_iter()
             .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
@@ -251,7 +330,10 @@ impl ContainerRuntime for Engine {
     }
 
     async fn remove(&self, name: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) => match classify(format!("remove container {name}"), e) {
@@ -262,7 +344,12 @@ impl ContainerRuntime for Engine {
     }
 
     async fn exec(&self, name: &str, cmd: &[&str], stdin: Option<Vec<u8>>) -> Result<ExecOutput> {
-        let what = || format!("exec {:?} in {name}", cmd.first().copied().unwrap_or_default());
+        let what = || {
+            format!(
+                "exec {:?} in {name}",
+                cmd.first().copied().unwrap_or_default()
+            )
+        };
         let config = ExecConfig {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),
@@ -270,30 +357,62 @@ impl ContainerRuntime for Engine {
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
             ..Default::default()
         };
-        let created = self.docker.create_exec(name, config).await.map_err(|e| classify(what(), e))?;
-        let options = StartExecOptions { detach: false, tty: false, output_capacity: None };
-        let started = self.docker.start_exec(&created.id, Some(options)).await.map_err(|e| classify(what(), e))?;
+        let created = self
+            .docker
+            .create_exec(name, config)
+            .await
+            .map_err(|e| classify(what(), e))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| classify(what(), e))?;
         let mut out = ExecOutput::default();
-        if let StartExecResults::Attached { mut output, mut input } = started {
+        if let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        {
             if let Some(data) = stdin {
-                input.write_all(&data).await.map_err(|e| Error::Unavailable { what: what(), message: e.to_string() })?;
+                input
+                    .write_all(&data)
+                    .await
+                    .map_err(|e| Error::Unavailable {
+                        what: what(),
+                        message: e.to_string(),
+                    })?;
             }
             let _ = input.shutdown().await;
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| classify(what(), e))? {
-                    bollard::container::LogOutput::StdOut { message } => out.stdout.extend_from_slice(&message),
-                    bollard::container::LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
+                    bollard::container::LogOutput::StdOut { message } => {
+                        out.stdout.extend_from_slice(&message)
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        out.stderr.extend_from_slice(&message)
+                    }
                     _ => {}
                 }
             }
         }
-        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| classify(what(), e))?;
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| classify(what(), e))?;
         out.exit_code = inspect.exit_code.unwrap_or(-1);
         Ok(out)
     }
 
     async fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
         self.docker
             .upload_to_container(name, Some(options), bollard::body_full(tar.into()))
             .await
@@ -301,7 +420,9 @@ impl ContainerRuntime for Engine {
     }
 
     async fn kill(&self, name: &str, signal: &str) -> Result<()> {
-        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
         self.docker
             .kill_container(name, Some(options))
             .await

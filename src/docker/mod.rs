@@ -25,7 +25,11 @@ pub enum Error {
     Unavailable { what: String, message: String },
     /// Any other refusal from the engine.
     #[error("{what}: Docker answered {status}: {message}")]
-    Engine { what: String, status: u16, message: String },
+    Engine {
+        what: String,
+        status: u16,
+        message: String,
+    },
 }
 
 impl Error {
@@ -57,8 +61,14 @@ pub struct ContainerSpec {
     pub network: String,
     /// A fixed IPv4 address on that network (to come back on the same address).
     pub ipv4_address: Option<String>,
-    /// Run privileged.
+    /// Run privileged (all capabilities and devices).
     pub privileged: bool,
+    /// Capabilities to add, e.g. `SYS_ADMIN` (for engines that refuse `privileged`).
+    pub cap_add: Vec<String>,
+    /// Device cgroup rules, e.g. `a *:* rwm` (all devices).
+    pub device_cgroup_rules: Vec<String>,
+    /// Leave /proc and /sys unmasked and writable, as `privileged` would.
+    pub unmask_system_paths: bool,
     /// Security options such as `seccomp=unconfined`.
     pub security_opt: Vec<String>,
     /// tmpfs mounts: path -> options.
@@ -147,6 +157,8 @@ pub struct PublishedPort {
 pub struct HostSettings {
     /// Privileged.
     pub privileged: bool,
+    /// Added capabilities.
+    pub cap_add: Vec<String>,
     /// Security options.
     pub security_opt: Vec<String>,
     /// tmpfs mounts.
@@ -207,7 +219,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         stdin: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<ExecOutput>> + Send;
     /// Extracts a tar archive into the container at `path`.
-    fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
+    fn upload(
+        &self,
+        name: &str,
+        path: &str,
+        tar: Vec<u8>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Sends a signal (e.g. `HUP`) to the container's main process.
     fn kill(&self, name: &str, signal: &str) -> impl Future<Output = Result<()>> + Send;
 }

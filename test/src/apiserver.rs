@@ -63,8 +63,14 @@ impl ApiServer {
         start_watchdog(&dir, &pids)?;
         let url = format!("https://127.0.0.1:{secure_port}");
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&url)).map_err(|e| format!("write kubeconfig: {e}"))?;
-        let server = ApiServer { dir, kubeconfig, url, pids };
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&url))
+            .map_err(|e| format!("write kubeconfig: {e}"))?;
+        let server = ApiServer {
+            dir,
+            kubeconfig,
+            url,
+            pids,
+        };
         wait_ready(&server, &mut etcd_child, &mut api_child)?;
         if std::env::var_os("CAPKIND_TESTENV_NO_CRDS").is_none() {
             server.block_on(server.install_crds())?;
@@ -95,7 +101,9 @@ impl ApiServer {
     /// A new client for the current tokio runtime (clients must not outlive their runtime, so
     /// each test makes its own).
     pub async fn client(&self) -> Client {
-        self.try_client().await.unwrap_or_else(|e| panic!("client for the test API server: {e}"))
+        self.try_client()
+            .await
+            .unwrap_or_else(|e| panic!("client for the test API server: {e}"))
     }
 
     async fn try_client(&self) -> Result<Client, String> {
@@ -112,14 +120,17 @@ impl ApiServer {
             .env("KUBECONFIG", &self.kubeconfig)
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("kubectl could not run ({e}); it is installed on the machine image"))
+            .unwrap_or_else(|e| {
+                panic!("kubectl could not run ({e}); it is installed on the machine image")
+            })
     }
 
     /// A fresh namespace for one test.
     pub async fn namespace(&self, client: &Client) -> String {
         let name = names::unique("ns");
         let ns: k8s_openapi::api::core::v1::Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("namespace");
         Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
             .create(&Default::default(), &ns)
             .await
@@ -155,7 +166,9 @@ impl ApiServer {
         let params = PatchParams::apply("capkind-test").force();
         for crd in &all {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            crds.patch(&name, &params, &Patch::Apply(crd)).await.map_err(|e| format!("apply CRD {name}: {e}"))?;
+            crds.patch(&name, &params, &Patch::Apply(crd))
+                .await
+                .map_err(|e| format!("apply CRD {name}: {e}"))?;
         }
         for crd in &all {
             let name = crd.metadata.name.clone().unwrap_or_default();
@@ -176,45 +189,59 @@ impl ApiServer {
 /// Stand-ins for Cluster API's Cluster and Machine CRDs (v1beta1 only, so no conversion is
 /// involved): any content is kept, with a status subresource like the real ones.
 pub fn capi_crds() -> Vec<CustomResourceDefinition> {
-    [capkind_api::capi::Cluster::crd(), capkind_api::capi::Machine::crd()]
-        .into_iter()
-        .map(|mut crd| {
-            for version in &mut crd.spec.versions {
-                version.schema = Some(
-                    serde_json::from_value(serde_json::json!({"openAPIV3Schema": {
-                        "type": "object", "x-kubernetes-preserve-unknown-fields": true
-                    }}))
-                    .expect("schema"),
-                );
-            }
-            crd
-        })
-        .collect()
+    [
+        capkind_api::capi::Cluster::crd(),
+        capkind_api::capi::Machine::crd(),
+    ]
+    .into_iter()
+    .map(|mut crd| {
+        for version in &mut crd.spec.versions {
+            version.schema = Some(
+                serde_json::from_value(serde_json::json!({"openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": true
+                }}))
+                .expect("schema"),
+            );
+        }
+        crd
+    })
+    .collect()
 }
 
 fn find_etcd() -> Result<PathBuf, String> {
     which("etcd").ok_or_else(|| {
-        "etcd not found on PATH; install Debian's etcd-server (hack/install-test-deps.sh does)".to_string()
+        "etcd not found on PATH; install Debian's etcd-server (hack/install-test-deps.sh does)"
+            .to_string()
     })
 }
 
 fn find_kube_apiserver() -> Result<PathBuf, String> {
     let cache = std::env::var("CAPKIND_CACHE").unwrap_or_else(|_| "/var/cache/capkind".into());
     let candidates = [
-        std::env::var("KUBEBUILDER_ASSETS").ok().map(|d| PathBuf::from(d).join("kube-apiserver")),
+        std::env::var("KUBEBUILDER_ASSETS")
+            .ok()
+            .map(|d| PathBuf::from(d).join("kube-apiserver")),
         which("kube-apiserver"),
         Some(PathBuf::from(cache).join("kube-apiserver-v1.20.2")),
     ];
-    candidates.into_iter().flatten().find(|p| p.is_file()).ok_or_else(|| {
-        "kube-apiserver not found in $KUBEBUILDER_ASSETS, on PATH or in the cache; \
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "kube-apiserver not found in $KUBEBUILDER_ASSETS, on PATH or in the cache; \
          run hack/install-kube-apiserver.sh (it builds one from Debian's kubernetes source)"
-            .to_string()
-    })
+                .to_string()
+        })
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(bin)).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(bin))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default()
         .into_iter()
         .find(|p| p.is_file())
@@ -224,20 +251,36 @@ fn new_dir() -> Result<PathBuf, String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     // etcd fsyncs a lot; memory-backed storage keeps the tests fast.
-    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-    let dir = base.join(format!("capkind-testenv-{}-{}", names::token(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    std::fs::create_dir_all(dir.join("certs")).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!(
+        "capkind-testenv-{}-{}",
+        names::token(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(dir.join("certs"))
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("find a free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 fn write_credentials(dir: &Path) -> Result<(), String> {
-    std::fs::write(dir.join("tokens.csv"), format!("{},admin,admin,system:masters\n", admin_token()))
-        .map_err(|e| format!("write tokens: {e}"))?;
+    std::fs::write(
+        dir.join("tokens.csv"),
+        format!("{},admin,admin,system:masters\n", admin_token()),
+    )
+    .map_err(|e| format!("write tokens: {e}"))?;
     let status = Command::new("openssl")
         .args(["genrsa", "-out"])
         .arg(dir.join("sa.key"))
@@ -291,7 +334,11 @@ fn apiserver_args(dir: &Path, etcd_port: u16, secure_port: u16) -> Vec<String> {
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("spawn {cmd:?}: {e}"))
 }
 
 /// A shell in its own session (so Ctrl-C to the test does not reach it) that waits for this
@@ -337,17 +384,22 @@ fn kubeconfig_yaml(url: &str) -> String {
 fn wait_ready(server: &ApiServer, etcd: &mut Child, api: &mut Child) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let exited = [("etcd", etcd.try_wait(), "etcd.log"), ("kube-apiserver", api.try_wait(), "kube-apiserver.log")]
-            .into_iter()
-            .find_map(|(name, state, log)| match state {
-                Ok(Some(status)) => Some((name, status, log)),
-                _ => None,
-            });
+        let exited = [
+            ("etcd", etcd.try_wait(), "etcd.log"),
+            ("kube-apiserver", api.try_wait(), "kube-apiserver.log"),
+        ]
+        .into_iter()
+        .find_map(|(name, state, log)| match state {
+            Ok(Some(status)) => Some((name, status, log)),
+            _ => None,
+        });
         if let Some((name, status, log)) = exited {
             let tail = log_tail(&server.dir.join(log));
             let _ = etcd.kill();
             let _ = api.kill();
-            return Err(format!("{name} exited with {status}; last lines of its log:\n{tail}"));
+            return Err(format!(
+                "{name} exited with {status}; last lines of its log:\n{tail}"
+            ));
         }
         let ready = server.block_on(async {
             let client = server.try_client().await?;
@@ -358,7 +410,9 @@ fn wait_ready(server: &ApiServer, etcd: &mut Child, api: &mut Child) -> Result<(
         }
         if Instant::now() > deadline {
             let tail = log_tail(&server.dir.join("kube-apiserver.log"));
-            return Err(format!("kube-apiserver not ready within 90s; last lines of its log:\n{tail}"));
+            return Err(format!(
+                "kube-apiserver not ready within 90s; last lines of its log:\n{tail}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -24,15 +24,18 @@ impl Images {
     /// image is `<repository>/haproxy:<tag>`.
     pub fn haproxy_repository_and_tag(&self) -> (String, String) {
         let (repo, tag) = self.haproxy.rsplit_once(':').expect("image has a tag");
-        (repo.trim_end_matches("/haproxy").to_string(), tag.to_string())
+        (
+            repo.trim_end_matches("/haproxy").to_string(),
+            tag.to_string(),
+        )
     }
 }
 
 /// Connects to the Docker engine, failing the test with what is missing when it cannot.
 pub async fn engine() -> Engine {
-    let engine = Engine::connect(None)
-        .await
-        .unwrap_or_else(|e| panic!("the tests need the Docker engine (DOCKER_HOST or /var/run/docker.sock): {e}"));
+    let engine = Engine::connect(None).await.unwrap_or_else(|e| {
+        panic!("the tests need the Docker engine (DOCKER_HOST or /var/run/docker.sock): {e}")
+    });
     engine
         .ping()
         .await
@@ -46,9 +49,10 @@ pub fn images() -> Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            if let (Ok(haproxy), Ok(node)) =
-                (std::env::var("CAPKIND_TEST_HAPROXY_IMAGE"), std::env::var("CAPKIND_TEST_NODE_IMAGE"))
-            {
+            if let (Ok(haproxy), Ok(node)) = (
+                std::env::var("CAPKIND_TEST_HAPROXY_IMAGE"),
+                std::env::var("CAPKIND_TEST_NODE_IMAGE"),
+            ) {
                 return Images { haproxy, node };
             }
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/build-images.sh");
@@ -65,10 +69,16 @@ pub fn images() -> Images {
             let get = |key: &str| {
                 stdout
                     .lines()
-                    .find_map(|l| l.strip_prefix(&format!("export {key}=")).map(str::to_string))
+                    .find_map(|l| {
+                        l.strip_prefix(&format!("export {key}="))
+                            .map(str::to_string)
+                    })
                     .unwrap_or_else(|| panic!("{script} did not print {key}"))
             };
-            Images { haproxy: get("CAPKIND_TEST_HAPROXY_IMAGE"), node: get("CAPKIND_TEST_NODE_IMAGE") }
+            Images {
+                haproxy: get("CAPKIND_TEST_HAPROXY_IMAGE"),
+                node: get("CAPKIND_TEST_NODE_IMAGE"),
+            }
         })
         .clone()
 }
@@ -90,7 +100,10 @@ impl Janitor {
 impl Drop for Janitor {
     fn drop(&mut self) {
         if !self.containers.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&self.containers).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&self.containers)
+                .output();
         }
     }
 }

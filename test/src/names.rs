@@ -11,5 +11,9 @@ pub fn token() -> String {
 /// A fresh DNS-1123 name: `<token>-<prefix><n>`.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!("{}-{prefix}{}", token(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{prefix}{}",
+        token(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -20,7 +20,11 @@ fn dynamic<K: Resource<DynamicType = ()>>(client: &Client, ns: &str) -> Api<Dyna
     Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<K>(&()))
 }
 
-async fn create<K: Resource<DynamicType = ()>>(client: &Client, ns: &str, obj: Value) -> Result<Value, String> {
+async fn create<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    ns: &str,
+    obj: Value,
+) -> Result<Value, String> {
     let obj: DynamicObject = serde_json::from_value(obj).expect("object");
     dynamic::<K>(client, ns)
         .create(&PostParams::default(), &obj)
@@ -38,8 +42,15 @@ fn object(kind: &str, name: &str, spec: Value) -> Value {
 async fn crds_install_with_contract_label_and_are_established() {
     let server = shared();
     let crds: Api<CustomResourceDefinition> = Api::all(server.client().await);
-    let listed = crds.list(&ListParams::default().labels("cluster.x-k8s.io/v1beta1=v1beta1")).await.expect("list");
-    let mut names: Vec<String> = listed.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    let listed = crds
+        .list(&ListParams::default().labels("cluster.x-k8s.io/v1beta1=v1beta1"))
+        .await
+        .expect("list");
+    let mut names: Vec<String> = listed
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
     names.sort();
     assert_eq!(
         names,
@@ -55,14 +66,21 @@ async fn crds_install_with_contract_label_and_are_established() {
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
         assert!(established, "{:?} is not established", crd.metadata.name);
     }
 
     // What a user runs: server-side apply of the committed files, then kubectl explain.
     let bases = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/crd/bases");
     let out = server.kubectl(&["apply", "--server-side", "-f", bases]);
-    assert!(out.status.success(), "kubectl apply --server-side failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl apply --server-side failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The API server republishes its OpenAPI document a moment after a CRD changes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let out = loop {
@@ -73,25 +91,56 @@ async fn crds_install_with_contract_label_and_are_established() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "kubectl explain failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Host paths bind-mounted into the node container"), "{text}");
-    assert!(text.contains("Absolute path inside the container"), "{text}");
+    assert!(
+        out.status.success(),
+        "kubectl explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Host paths bind-mounted into the node container"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Absolute path inside the container"),
+        "{text}"
+    );
     let out = server.kubectl(&["get", "cluster-api", "-A"]);
-    assert!(out.status.success(), "the cluster-api category is not usable: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the cluster-api category is not usable: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
 async fn kindcluster_round_trips_with_defaults_and_status() {
     let (client, ns) = setup().await;
-    let created = create::<KindCluster>(&client, &ns, object("KindCluster", "c1", json!({
-        "failureDomains": {"fd1": {"controlPlane": true, "attributes": {"rack": "1"}}}
-    })))
+    let created = create::<KindCluster>(
+        &client,
+        &ns,
+        object(
+            "KindCluster",
+            "c1",
+            json!({
+                "failureDomains": {"fd1": {"controlPlane": true, "attributes": {"rack": "1"}}}
+            }),
+        ),
+    )
     .await
     .expect("valid KindCluster");
     assert_eq!(created["spec"]["network"], "kind");
-    assert_eq!(created["spec"]["loadBalancer"]["imageRepository"], "kindest");
-    assert_eq!(created["spec"]["loadBalancer"]["imageTag"], "v20230606-42a2262b");
-    assert_eq!(created["spec"]["failureDomains"]["fd1"]["controlPlane"], true);
+    assert_eq!(
+        created["spec"]["loadBalancer"]["imageRepository"],
+        "kindest"
+    );
+    assert_eq!(
+        created["spec"]["loadBalancer"]["imageTag"],
+        "v20230606-42a2262b"
+    );
+    assert_eq!(
+        created["spec"]["failureDomains"]["fd1"]["controlPlane"],
+        true
+    );
 
     let api: Api<KindCluster> = Api::namespaced(client.clone(), &ns);
     let status = json!({"status": {
@@ -103,7 +152,9 @@ async fn kindcluster_round_trips_with_defaults_and_status() {
                                     "lastTransitionTime": "2026-11-23T10:00:00Z", "observedGeneration": 1}]},
         "observedGeneration": 1
     }});
-    api.patch_status("c1", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status patch");
+    api.patch_status("c1", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status patch");
     let got = api.get("c1").await.expect("get");
     let st = got.status.expect("status");
     assert!(st.ready);
@@ -116,9 +167,15 @@ async fn kindcluster_round_trips_with_defaults_and_status() {
     let mut edited = api.get("c1").await.expect("get");
     edited.status.as_mut().expect("status").ready = false;
     edited.spec.network = "other".into();
-    let replaced = api.replace("c1", &PostParams::default(), &edited).await.expect("replace");
+    let replaced = api
+        .replace("c1", &PostParams::default(), &edited)
+        .await
+        .expect("replace");
     assert_eq!(replaced.spec.network, "other");
-    assert!(replaced.status.expect("status").ready, "status changed through the main resource");
+    assert!(
+        replaced.status.expect("status").ready,
+        "status changed through the main resource"
+    );
 }
 
 #[tokio::test]
@@ -136,14 +193,19 @@ async fn kindmachine_round_trips_with_defaults_and_status() {
 
     let api: Api<KindMachine> = Api::namespaced(client.clone(), &ns);
     let got = api.get("m1").await.expect("typed get");
-    assert_eq!(got.spec.bootstrap_timeout().expect("parses"), std::time::Duration::from_secs(300));
+    assert_eq!(
+        got.spec.bootstrap_timeout().expect("parses"),
+        std::time::Duration::from_secs(300)
+    );
     let status = json!({"status": {
         "ready": true,
         "addresses": [{"type": "Hostname", "address": "c-m1"}, {"type": "InternalIP", "address": "172.18.0.3"}],
         "failureDomain": "fd1",
         "failureReason": "CreateError", "failureMessage": "example"
     }});
-    api.patch_status("m1", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status patch");
+    api.patch_status("m1", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status patch");
     let st = api.get("m1").await.expect("get").status.expect("status");
     assert_eq!(st.addresses.len(), 2);
     assert_eq!(st.failure_domain.as_deref(), Some("fd1"));
@@ -162,37 +224,103 @@ async fn templates_round_trip() {
     assert_eq!(mt["spec"]["template"]["metadata"]["labels"]["a"], "b");
     let api: Api<KindMachineTemplate> = Api::namespaced(client.clone(), &ns);
     let status = json!({"status": {"capacity": {"cpu": "2", "memory": "24Gi"}}});
-    api.patch_status("mt", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status patch");
+    api.patch_status("mt", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status patch");
     let got = api.get("mt").await.expect("get");
     assert_eq!(got.status.expect("status").capacity["memory"].0, "24Gi");
 
-    let ct = create::<KindClusterTemplate>(&client, &ns, object("KindClusterTemplate", "ct", json!({
-        "template": {"spec": {"loadBalancer": {"imageTag": "custom"}}}
-    })))
+    let ct = create::<KindClusterTemplate>(
+        &client,
+        &ns,
+        object(
+            "KindClusterTemplate",
+            "ct",
+            json!({
+                "template": {"spec": {"loadBalancer": {"imageTag": "custom"}}}
+            }),
+        ),
+    )
     .await
     .expect("valid KindClusterTemplate");
-    assert_eq!(ct["spec"]["template"]["spec"]["loadBalancer"]["imageTag"], "custom");
-    assert_eq!(ct["spec"]["template"]["spec"]["loadBalancer"]["imageRepository"], "kindest");
+    assert_eq!(
+        ct["spec"]["template"]["spec"]["loadBalancer"]["imageTag"],
+        "custom"
+    );
+    assert_eq!(
+        ct["spec"]["template"]["spec"]["loadBalancer"]["imageRepository"],
+        "kindest"
+    );
     let typed: Api<KindClusterTemplate> = Api::namespaced(client, &ns);
-    assert_eq!(typed.get("ct").await.expect("get").spec.template.spec.network, "kind");
+    assert_eq!(
+        typed
+            .get("ct")
+            .await
+            .expect("get")
+            .spec
+            .template
+            .spec
+            .network,
+        "kind"
+    );
 }
 
 #[tokio::test]
 async fn invalid_specs_are_refused_naming_the_field() {
     let (client, ns) = setup().await;
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("KindCluster", json!({"controlPlaneEndpoint": {"host": "1.2.3.4", "port": 0}}), "spec.controlPlaneEndpoint.port"),
-        ("KindCluster", json!({"controlPlaneEndpoint": {"host": "1.2.3.4", "port": 70000}}), "spec.controlPlaneEndpoint.port"),
-        ("KindCluster", json!({"controlPlaneEndpoint": {"host": ""}}), "spec.controlPlaneEndpoint.host"),
+        (
+            "KindCluster",
+            json!({"controlPlaneEndpoint": {"host": "1.2.3.4", "port": 0}}),
+            "spec.controlPlaneEndpoint.port",
+        ),
+        (
+            "KindCluster",
+            json!({"controlPlaneEndpoint": {"host": "1.2.3.4", "port": 70000}}),
+            "spec.controlPlaneEndpoint.port",
+        ),
+        (
+            "KindCluster",
+            json!({"controlPlaneEndpoint": {"host": ""}}),
+            "spec.controlPlaneEndpoint.host",
+        ),
         ("KindCluster", json!({"network": ""}), "spec.network"),
-        ("KindCluster", json!({"loadBalancer": {"customHAProxyConfigTemplateRef": {}}}), "spec.loadBalancer.customHAProxyConfigTemplateRef.name"),
-        ("KindMachine", json!({"extraMounts": [{"containerPath": "var/lib/x", "hostPath": "/tmp"}]}), "containerPath"),
-        ("KindMachine", json!({"extraMounts": [{"containerPath": "/x", "hostPath": "tmp"}]}), "hostPath"),
-        ("KindMachine", json!({"bootstrapTimeout": "5 minutes"}), "spec.bootstrapTimeout"),
-        ("KindMachine", json!({"bootstrapTimeout": "10d"}), "spec.bootstrapTimeout"),
+        (
+            "KindCluster",
+            json!({"loadBalancer": {"customHAProxyConfigTemplateRef": {}}}),
+            "spec.loadBalancer.customHAProxyConfigTemplateRef.name",
+        ),
+        (
+            "KindMachine",
+            json!({"extraMounts": [{"containerPath": "var/lib/x", "hostPath": "/tmp"}]}),
+            "containerPath",
+        ),
+        (
+            "KindMachine",
+            json!({"extraMounts": [{"containerPath": "/x", "hostPath": "tmp"}]}),
+            "hostPath",
+        ),
+        (
+            "KindMachine",
+            json!({"bootstrapTimeout": "5 minutes"}),
+            "spec.bootstrapTimeout",
+        ),
+        (
+            "KindMachine",
+            json!({"bootstrapTimeout": "10d"}),
+            "spec.bootstrapTimeout",
+        ),
         ("KindMachine", json!({"providerID": ""}), "spec.providerID"),
-        ("KindMachineTemplate", json!({"template": {"spec": {"extraMounts": [{"containerPath": "rel", "hostPath": "/h"}]}}}), "spec.template.spec.extraMounts"),
-        ("KindClusterTemplate", json!({"template": {"spec": {"controlPlaneEndpoint": {"port": 0}}}}), "spec.template.spec.controlPlaneEndpoint.port"),
+        (
+            "KindMachineTemplate",
+            json!({"template": {"spec": {"extraMounts": [{"containerPath": "rel", "hostPath": "/h"}]}}}),
+            "spec.template.spec.extraMounts",
+        ),
+        (
+            "KindClusterTemplate",
+            json!({"template": {"spec": {"controlPlaneEndpoint": {"port": 0}}}}),
+            "spec.template.spec.controlPlaneEndpoint.port",
+        ),
     ];
     for (i, (kind, spec, field)) in cases.into_iter().enumerate() {
         let obj = object(kind, &format!("bad{i}"), spec.clone());
@@ -203,20 +331,37 @@ async fn invalid_specs_are_refused_naming_the_field() {
             _ => create::<KindClusterTemplate>(&client, &ns, obj).await,
         };
         let err = result.expect_err(&format!("{kind} with {spec} must be refused"));
-        assert!(err.contains(field), "{kind} {spec}: the error does not name {field}: {err}");
-        assert!(err.contains("Invalid") || err.contains("invalid") || err.contains("Required"), "{err}");
+        assert!(
+            err.contains(field),
+            "{kind} {spec}: the error does not name {field}: {err}"
+        );
+        assert!(
+            err.contains("Invalid") || err.contains("invalid") || err.contains("Required"),
+            "{err}"
+        );
     }
 }
 
 #[tokio::test]
 async fn invalid_status_enums_are_refused_naming_the_field() {
     let (client, ns) = setup().await;
-    create::<KindMachine>(&client, &ns, object("KindMachine", "m", json!({}))).await.expect("create");
+    create::<KindMachine>(&client, &ns, object("KindMachine", "m", json!({})))
+        .await
+        .expect("create");
     let api: Api<KindMachine> = Api::namespaced(client, &ns);
     let cases = [
-        (json!({"status": {"addresses": [{"type": "PublicIP", "address": "1.2.3.4"}]}}), "status.addresses"),
-        (json!({"status": {"conditions": [{"type": "Ready", "status": "Maybe", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}), "status.conditions"),
-        (json!({"status": {"conditions": [{"type": "Ready", "status": "False", "severity": "Fatal", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}), "status.conditions"),
+        (
+            json!({"status": {"addresses": [{"type": "PublicIP", "address": "1.2.3.4"}]}}),
+            "status.addresses",
+        ),
+        (
+            json!({"status": {"conditions": [{"type": "Ready", "status": "Maybe", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}),
+            "status.conditions",
+        ),
+        (
+            json!({"status": {"conditions": [{"type": "Ready", "status": "False", "severity": "Fatal", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}),
+            "status.conditions",
+        ),
     ];
     for (patch, field) in cases {
         let err = api
@@ -224,19 +369,36 @@ async fn invalid_status_enums_are_refused_naming_the_field() {
             .await
             .expect_err(&format!("{patch} must be refused"))
             .to_string();
-        assert!(err.contains(field) && err.contains("Unsupported value"), "{patch}: {err}");
+        assert!(
+            err.contains(field) && err.contains("Unsupported value"),
+            "{patch}: {err}"
+        );
     }
 }
 
 #[tokio::test]
 async fn unknown_fields_are_pruned() {
     let (client, ns) = setup().await;
-    let created = create::<KindMachine>(&client, &ns, object("KindMachine", "m", json!({
-        "customImage": "x", "bootstrapped": true, "nested": {"a": 1}
-    })))
+    let created = create::<KindMachine>(
+        &client,
+        &ns,
+        object(
+            "KindMachine",
+            "m",
+            json!({
+                "customImage": "x", "bootstrapped": true, "nested": {"a": 1}
+            }),
+        ),
+    )
     .await
     .expect("create");
     assert_eq!(created["spec"]["customImage"], "x");
-    assert!(created["spec"].get("bootstrapped").is_none(), "unknown field kept: {created}");
-    assert!(created["spec"].get("nested").is_none(), "unknown field kept: {created}");
+    assert!(
+        created["spec"].get("bootstrapped").is_none(),
+        "unknown field kept: {created}"
+    );
+    assert!(
+        created["spec"].get("nested").is_none(),
+        "unknown field kept: {created}"
+    );
 }

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| "config/crd".into());
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "config/crd".into());
     let bases = dir.join("bases");
     std::fs::create_dir_all(&bases)?;
     for crd in capkind_api::crds::all() {
@@ -12,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(&path, capkind_api::crds::to_yaml(&crd)?)?;
         println!("wrote {}", path.display());
     }
-    std::fs::write(dir.join("kustomization.yaml"), capkind_api::crds::kustomization())?;
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        capkind_api::crds::kustomization(),
+    )?;
     Ok(())
 }

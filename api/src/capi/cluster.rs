@@ -88,7 +88,9 @@ impl Cluster {
 
     /// Whether core reports the control plane initialized, in either condition shape.
     pub fn control_plane_initialized(&self) -> bool {
-        let Some(status) = &self.status else { return false };
+        let Some(status) = &self.status else {
+            return false;
+        };
         let v1beta1 = status
             .conditions
             .iter()

@@ -90,7 +90,11 @@ pub struct LoadBalancerSpec {
 
     /// A ConfigMap in the KindCluster's namespace whose key `value` holds a template that
     /// replaces the default haproxy configuration.
-    #[serde(default, rename = "customHAProxyConfigTemplateRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "customHAProxyConfigTemplateRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_haproxy_config_template_ref: Option<LocalObjectReference>,
 }
 

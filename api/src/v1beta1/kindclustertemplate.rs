@@ -36,4 +36,3 @@ pub struct KindClusterTemplateResource {
     /// Spec of the created KindCluster.
     pub spec: KindClusterSpec,
 }
-

@@ -32,7 +32,11 @@ pub const DEFAULT_BOOTSTRAP_TIMEOUT: &str = "5m";
 pub struct KindMachineSpec {
     /// The provider ID of the node, `kind://<cluster>/kind/<container>`. Set by the controller;
     /// it matches the Node's spec.providerID in the workload cluster.
-    #[serde(default, rename = "providerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "providerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1, max = 512))]
     pub provider_id: Option<String>,
 

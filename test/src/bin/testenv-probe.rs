@@ -5,6 +5,8 @@
 //!   person can use the kubeconfig while it waits on a terminal).
 //! - `testenv-probe --panic`: prints the same lines, then panics: the environment must still be
 //!   cleaned up.
+//! - `--container IMAGE`: also starts a container labelled with this process's token and prints
+//!   `container=NAME`; the watchdog must remove it.
 
 use std::io::{Read, Write};
 
@@ -16,9 +18,33 @@ fn main() {
     let _ = writeln!(out, "pids={}", pids.join(","));
     let _ = writeln!(out, "url={}", server.url());
     let _ = writeln!(out, "kubeconfig={}", server.kubeconfig().display());
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(image) = args
+        .iter()
+        .position(|a| a == "--container")
+        .and_then(|i| args.get(i + 1))
+    {
+        let name = capkind_test::names::unique("probe");
+        let (key, value) = capkind_test::docker::token_label();
+        let status = std::process::Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--label",
+                &format!("{key}={value}"),
+            ])
+            .args(["--entrypoint", "sleep", image, "600"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker run");
+        assert!(status.success(), "docker run {image} failed");
+        let _ = writeln!(out, "container={name}");
+    }
     let _ = out.flush();
     drop(out);
-    if std::env::args().any(|a| a == "--panic") {
+    if args.iter().any(|a| a == "--panic") {
         panic!("testenv-probe: panicking on purpose with the environment running");
     }
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
