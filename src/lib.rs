@@ -2,4 +2,7 @@
 //!
 //! - [`docker`]: the container engine, behind the [`docker::ContainerRuntime`] trait.
 
+pub mod capi;
+pub mod controllers;
 pub mod docker;
+pub mod loadbalancer;

@@ -7,19 +7,20 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings,
-    ExecConfig, HostConfig, HostConfigCgroupnsModeEnum, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ExecConfig, HostConfig, HostConfigCgroupnsModeEnum, Ipam, IpamConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Container, ContainerRuntime, ContainerSpec, Error, ExecOutput, HostSettings, Network,
-    NetworkAddress, PublishedPort, Result,
+    Container, ContainerEvent, ContainerRuntime, ContainerSpec, Error, ExecOutput, HostSettings,
+    Network, NetworkAddress, PublishedPort, Result,
 };
 
 /// A connection to a Docker engine.
@@ -43,6 +44,49 @@ impl Engine {
             .map_err(|e| classify("negotiate API version", e))?;
         Ok(Self { docker })
     }
+}
+
+impl Engine {
+    async fn subnets_in_use(&self) -> Result<Vec<String>> {
+        let networks = self
+            .docker
+            .list_networks(None)
+            .await
+            .map_err(|e| classify("list networks", e))?;
+        Ok(networks
+            .into_iter()
+            .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+            .filter_map(|c| c.subnet)
+            .collect())
+    }
+}
+
+/// The first private /16 (172.18-31, then 10.89-99) that overlaps none of `taken`.
+fn free_subnet(taken: &[String]) -> Option<String> {
+    let parse = |cidr: &str| -> Option<(u32, u32)> {
+        let (addr, bits) = cidr.split_once('/')?;
+        let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+        let bits: u32 = bits.parse().ok()?;
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits.min(32))
+        };
+        Some((u32::from(addr) & mask, mask))
+    };
+    let taken: Vec<(u32, u32)> = taken.iter().filter_map(|c| parse(c)).collect();
+    let candidates = (18..=31)
+        .map(|b| format!("172.{b}.0.0/16"))
+        .chain((89..=99).map(|b| format!("10.{b}.0.0/16")));
+    candidates.into_iter().find(|candidate| {
+        let Some((net, mask)) = parse(candidate) else {
+            return false;
+        };
+        taken.iter().all(|(t_net, t_mask)| {
+            let common = mask & t_mask;
+            net & common != t_net & common
+        })
+    })
 }
 
 /// Maps a bollard error onto the provider's four kinds.
@@ -246,9 +290,19 @@ impl ContainerRuntime for Engine {
             Ok(n) => n,
             Err(e) => match classify(what(), e) {
                 Error::NotFound { .. } => {
+                    // A subnet of our choosing: Docker keeps a container's fixed address (how a
+                    // load balancer comes back on its old address) only on such networks.
+                    let taken = self.subnets_in_use().await?;
                     let request = NetworkCreateRequest {
                         name: name.to_string(),
                         driver: Some("bridge".to_string()),
+                        ipam: free_subnet(&taken).map(|subnet| Ipam {
+                            config: Some(vec![IpamConfig {
+                                subnet: Some(subnet),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     };
                     match self.docker.create_network(request).await {
@@ -419,6 +473,38 @@ impl ContainerRuntime for Engine {
             .map_err(|e| classify(format!("upload to {name}:{path}"), e))
     }
 
+    fn container_events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> BoxStream<'static, Result<ContainerEvent>> {
+        let mut filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
+        if !labels.is_empty() {
+            filters.insert(
+                "label".to_string(),
+                labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            );
+        }
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .map(|event| {
+                let event = event.map_err(|e| classify("watch container events", e))?;
+                let mut labels: BTreeMap<String, String> = event
+                    .actor
+                    .and_then(|a| a.attributes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                let name = labels.remove("name").unwrap_or_default();
+                Ok(ContainerEvent {
+                    action: event.action.unwrap_or_default(),
+                    name,
+                    labels,
+                })
+            })
+            .boxed()
+    }
+
     async fn kill(&self, name: &str, signal: &str) -> Result<()> {
         let options = KillContainerOptionsBuilder::default()
             .signal(signal)
@@ -427,5 +513,28 @@ impl ContainerRuntime for Engine {
             .kill_container(name, Some(options))
             .await
             .map_err(|e| classify(format!("signal {signal} to {name}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_subnet;
+
+    #[test]
+    fn free_subnet_avoids_overlaps() {
+        assert_eq!(free_subnet(&[]).as_deref(), Some("172.18.0.0/16"));
+        let taken = [
+            "172.17.0.0/16",
+            "172.18.0.0/16",
+            "172.19.5.0/24",
+            "fc00::/64",
+        ]
+        .map(String::from);
+        assert_eq!(free_subnet(&taken).as_deref(), Some("172.20.0.0/16"));
+        assert_eq!(
+            free_subnet(&["172.16.0.0/12".to_string()]).as_deref(),
+            Some("10.89.0.0/16")
+        );
+        assert_eq!(free_subnet(&["0.0.0.0/0".to_string()]), None);
     }
 }

@@ -5,9 +5,12 @@
 //! types here carry just what the provider needs, so controllers never see bollard's models.
 
 mod engine;
+pub mod labels;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+
+use futures::stream::BoxStream;
 
 pub use engine::Engine;
 
@@ -193,6 +196,17 @@ pub struct Network {
     pub subnets: Vec<String>,
 }
 
+/// Something happened to a container (created, started, died, destroyed, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The event's action, e.g. `die` or `destroy`.
+    pub action: String,
+    /// The container's name.
+    pub name: String,
+    /// The container's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// The operations the provider performs on a container engine.
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Checks that the engine answers.
@@ -225,6 +239,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         path: &str,
         tar: Vec<u8>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Events of containers carrying every given label, from now on. The stream ends when the
+    /// connection to the engine does; callers reconnect.
+    fn container_events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> BoxStream<'static, Result<ContainerEvent>>;
     /// Sends a signal (e.g. `HUP`) to the container's main process.
     fn kill(&self, name: &str, signal: &str) -> impl Future<Output = Result<()>> + Send;
 }

@@ -15,7 +15,10 @@
 
 mod apiserver;
 pub mod docker;
+pub mod fixtures;
+pub mod manager;
 pub mod names;
 pub mod wait;
 
 pub use apiserver::{ApiServer, shared};
+pub use manager::Manager;

@@ -1,0 +1,81 @@
+//! The KindCluster controller: one haproxy load balancer per cluster and the control-plane
+//! endpoint. Reconciles on changes to KindClusters, to their Clusters (pause, deletion), and to
+//! their load-balancer containers in Docker (stopped or removed by hand), and every sync period.
+
+mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capkind_api::capi::Cluster;
+use capkind_api::v1beta1::KindCluster;
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Resource, ResourceExt};
+
+pub use reconcile::{FINALIZER, reconcile};
+
+use super::{Context, error_policy};
+use crate::docker::{ContainerRuntime, labels};
+
+/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+pub async fn run<D: ContainerRuntime + Clone>(
+    ctx: Arc<Context<D>>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (kindclusters, clusters): (Api<KindCluster>, Api<Cluster>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    Controller::new(kindclusters, watcher::Config::default())
+        .watches(clusters, watcher::Config::default(), cluster_to_kindcluster)
+        .reconcile_on(load_balancer_events(ctx.docker.clone()))
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// A Cluster maps to the KindCluster its infrastructureRef names.
+fn cluster_to_kindcluster(cluster: Cluster) -> Option<ObjectRef<KindCluster>> {
+    let r = cluster.spec.infrastructure_ref.as_ref()?;
+    let group = r.api_version.as_deref()?.split('/').next()?;
+    if r.kind.as_deref() != Some("KindCluster") || group != KindCluster::group(&()) {
+        return None;
+    }
+    Some(ObjectRef::new(r.name.as_deref()?).within(&cluster.namespace().unwrap_or_default()))
+}
+
+/// KindClusters whose load-balancer container changed state in Docker (stopped, removed by
+/// hand). Reconnects, a second apart, when the engine goes away and comes back.
+fn load_balancer_events<D: ContainerRuntime + Clone>(
+    docker: D,
+) -> impl Stream<Item = ObjectRef<KindCluster>> + Send + 'static {
+    futures::stream::unfold(true, move |first| {
+        let docker = docker.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some((
+                docker.container_events(&[(labels::ROLE, labels::ROLE_LOAD_BALANCER)]),
+                false,
+            ))
+        }
+    })
+    .flatten()
+    .filter_map(|event| async move {
+        let owner = labels::Owner::from_labels(&event.ok()?.labels)?;
+        (owner.kind == "KindCluster").then(|| ObjectRef::new(&owner.name).within(&owner.namespace))
+    })
+}

@@ -1,0 +1,326 @@
+//! One reconcile of a KindCluster: contract checks, then the load balancer (network, container,
+//! configuration), the control-plane endpoint and the status.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use capkind_api::capi::Cluster;
+use capkind_api::v1beta1::{ApiEndpoint, KindCluster};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use tracing::{Span, info, instrument};
+
+use super::status::{self, LoadBalancer};
+use crate::capi;
+use crate::controllers::{self, Context, Error};
+use crate::docker::{Container, ContainerRuntime, labels};
+use crate::loadbalancer::{self, config};
+
+/// The KindCluster finalizer.
+pub const FINALIZER: &str = "kindcluster.infrastructure.cluster.x-k8s.io";
+
+/// Reconciles one KindCluster.
+#[instrument(skip_all, fields(controller = "kindcluster", namespace = kc.namespace(), name = kc.name_any(), cluster))]
+pub async fn reconcile<D: ContainerRuntime>(
+    kc: Arc<KindCluster>,
+    ctx: Arc<Context<D>>,
+) -> Result<Action, Error> {
+    let api: Api<KindCluster> =
+        Api::namespaced(ctx.client.clone(), &kc.namespace().unwrap_or_default());
+    if capi::is_externally_managed(&kc.metadata) {
+        return Ok(Action::await_change());
+    }
+    let Some(owner) = capi::owner(&kc.metadata, "Cluster").cloned() else {
+        if kc.meta().deletion_timestamp.is_some() {
+            controllers::remove_finalizer(&api, &kc, FINALIZER).await?;
+        }
+        info!("waiting for Cluster API to set the owner Cluster");
+        return Ok(Action::await_change());
+    };
+    Span::current().record("cluster", owner.name.as_str());
+    let clusters: Api<Cluster> =
+        Api::namespaced(ctx.client.clone(), &kc.namespace().unwrap_or_default());
+    let cluster = clusters.get_opt(&owner.name).await?;
+    let cluster_paused = cluster.as_ref().is_some_and(Cluster::is_paused);
+    if let Some(message) = capi::paused_message(cluster_paused, &kc.metadata, "KindCluster") {
+        let st = status::paused(&kc, &message, &now());
+        controllers::apply_status(&api, &kc, kc.status.as_ref(), &st).await?;
+        return Ok(Action::await_change());
+    }
+    let result = if kc.meta().deletion_timestamp.is_some() {
+        delete(&kc, &api, &ctx, &owner.name).await
+    } else {
+        controllers::add_finalizer(&api, &kc, FINALIZER).await?;
+        provision(&kc, &api, &ctx, &owner.name).await
+    };
+    match result {
+        Ok(action) => {
+            ctx.succeeded(&controllers::key(kc.as_ref()));
+            Ok(action)
+        }
+        Err(error) => {
+            let lb = LoadBalancer::Unavailable {
+                reason: error.reason().to_string(),
+                message: error.to_string(),
+            };
+            let st = status::status(&kc, &lb, &now());
+            if controllers::apply_status(&api, &kc, kc.status.as_ref(), &st)
+                .await
+                .unwrap_or(false)
+            {
+                ctx.event(
+                    kc.as_ref(),
+                    EventType::Warning,
+                    error.reason(),
+                    error.to_string(),
+                )
+                .await;
+            }
+            Err(error)
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn owner_of(kc: &KindCluster) -> labels::Owner {
+    labels::Owner {
+        kind: "KindCluster".into(),
+        namespace: kc.namespace().unwrap_or_default(),
+        name: kc.name_any(),
+        uid: kc.uid().unwrap_or_default(),
+    }
+}
+
+/// The port clients use: the endpoint's port, 6443 by default.
+fn frontend_port(kc: &KindCluster) -> u16 {
+    let port = kc
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .map_or(capkind_api::v1beta1::DEFAULT_API_SERVER_PORT, |e| e.port);
+    u16::try_from(port).unwrap_or(6443)
+}
+
+async fn provision<D: ContainerRuntime>(
+    kc: &KindCluster,
+    api: &Api<KindCluster>,
+    ctx: &Context<D>,
+    cluster: &str,
+) -> Result<Action, Error> {
+    let network = ctx.docker.ensure_network(&kc.spec.network).await?;
+    let container = ensure_container(kc, ctx, cluster).await?;
+    let address = container
+        .networks
+        .get(&network.name)
+        .and_then(|n| n.ipv4.clone())
+        .ok_or_else(|| Error::NoAddress {
+            container: container.name.clone(),
+            network: network.name.clone(),
+        })?;
+    configure(kc, ctx, cluster, &container.name, &network.name).await?;
+    if kc
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .and_then(|e| e.host.as_ref())
+        .is_none()
+    {
+        let endpoint = ApiEndpoint {
+            host: Some(address.clone()),
+            port: i32::from(frontend_port(kc)),
+        };
+        let patch = serde_json::json!({"spec": {"controlPlaneEndpoint": endpoint}});
+        api.patch(
+            &kc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        info!(%address, "control-plane endpoint set");
+    }
+    let lb = LoadBalancer::Available {
+        container: container.name.clone(),
+        address,
+    };
+    let st = status::status(kc, &lb, &now());
+    if controllers::apply_status(api, kc, kc.status.as_ref(), &st).await?
+        && !status::is_ready(&kc.status.clone().unwrap_or_default())
+    {
+        ctx.event(
+            kc,
+            EventType::Normal,
+            "LoadBalancerAvailable",
+            format!("Load balancer {} is available", container.name),
+        )
+        .await;
+    }
+    Ok(Action::requeue(ctx.sync_period))
+}
+
+/// Makes sure this cluster's load-balancer container exists, runs, and sits at the endpoint's
+/// address once one was set: started again when stopped, re-created on the same address when
+/// gone or moved.
+async fn ensure_container<D: ContainerRuntime>(
+    kc: &KindCluster,
+    ctx: &Context<D>,
+    cluster: &str,
+) -> Result<Container, Error> {
+    let name = loadbalancer::container_name(cluster);
+    let owner = owner_of(kc);
+    let wanted: Option<String> = kc
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .and_then(|e| e.host.clone())
+        .filter(|h| h.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4()));
+    let at_wanted_address = |c: &Container| {
+        wanted.as_ref().is_none_or(|w| {
+            c.networks
+                .get(&kc.spec.network)
+                .and_then(|n| n.ipv4.as_ref())
+                == Some(w)
+        })
+    };
+    if let Some(existing) = ctx.docker.inspect(&name).await? {
+        if !owner.owns(&existing.labels) {
+            return Err(Error::NameConflict { name });
+        }
+        if existing.running && at_wanted_address(&existing) {
+            return Ok(existing);
+        }
+        if !existing.running {
+            ctx.docker.start(&name).await?;
+            let started = ctx
+                .docker
+                .inspect(&name)
+                .await?
+                .ok_or_else(|| gone(&name))?;
+            if started.running && at_wanted_address(&started) {
+                ctx.event(
+                    kc,
+                    EventType::Normal,
+                    "LoadBalancerStarted",
+                    format!("Started stopped load balancer {name}"),
+                )
+                .await;
+                return Ok(started);
+            }
+        }
+        info!(container = %name, "load balancer is not at the endpoint's address; re-creating it there");
+        ctx.docker.remove(&name).await?;
+    }
+    let image = kc.spec.load_balancer.image();
+    if !ctx.docker.image_exists(&image).await? {
+        return Err(Error::ImageMissing { image });
+    }
+    let spec = loadbalancer::container_spec(
+        cluster,
+        &image,
+        &kc.spec.network,
+        frontend_port(kc),
+        wanted,
+        &owner,
+    );
+    match ctx.docker.create(&spec).await {
+        Ok(_) => {}
+        // Another worker or an earlier, interrupted run created it: take what is there next time.
+        Err(crate::docker::Error::Conflict { .. }) => {
+            return ctx.docker.inspect(&name).await?.ok_or_else(|| gone(&name));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Err(e) = ctx.docker.start(&name).await {
+        // A container that cannot start (a port taken, an address in use) is removed, not left behind.
+        let _ = ctx.docker.remove(&name).await;
+        return Err(e.into());
+    }
+    info!(container = %name, %image, "load balancer created");
+    ctx.event(
+        kc,
+        EventType::Normal,
+        "LoadBalancerCreated",
+        format!("Created load balancer {name} from {image}"),
+    )
+    .await;
+    ctx.docker.inspect(&name).await?.ok_or_else(|| gone(&name))
+}
+
+fn gone(name: &str) -> Error {
+    Error::Docker(crate::docker::Error::NotFound {
+        what: format!("container {name}"),
+        message: "removed while being set up".into(),
+    })
+}
+
+/// Renders the haproxy configuration for the cluster's running control-plane nodes and puts it
+/// in place when it changed.
+async fn configure<D: ContainerRuntime>(
+    kc: &KindCluster,
+    ctx: &Context<D>,
+    cluster: &str,
+    container: &str,
+    network: &str,
+) -> Result<(), Error> {
+    let template = match &kc.spec.load_balancer.custom_haproxy_config_template_ref {
+        None => config::DEFAULT_TEMPLATE.to_string(),
+        Some(r) => {
+            let configmaps: Api<ConfigMap> =
+                Api::namespaced(ctx.client.clone(), &kc.namespace().unwrap_or_default());
+            configmaps
+                .get_opt(&r.name)
+                .await?
+                .and_then(|cm| cm.data)
+                .and_then(|mut d| d.remove("value"))
+                .ok_or_else(|| Error::TemplateNotFound {
+                    name: r.name.clone(),
+                })?
+        }
+    };
+    let backends = loadbalancer::backends(&ctx.docker, cluster, network, &[]).await?;
+    let input = config::Input {
+        frontend_port: frontend_port(kc),
+        ipv6: false,
+        backends,
+    };
+    let rendered = config::render(&template, &input)?;
+    if loadbalancer::write_config(&ctx.docker, container, &rendered).await? {
+        let names: Vec<&str> = input.backends.iter().map(|b| b.name.as_str()).collect();
+        info!(backends = ?names, "load balancer configuration written and reloaded");
+    }
+    Ok(())
+}
+
+async fn delete<D: ContainerRuntime>(
+    kc: &KindCluster,
+    api: &Api<KindCluster>,
+    ctx: &Context<D>,
+    cluster: &str,
+) -> Result<Action, Error> {
+    let st = status::status(kc, &LoadBalancer::Deleting, &now());
+    controllers::apply_status(api, kc, kc.status.as_ref(), &st).await?;
+    let name = loadbalancer::container_name(cluster);
+    match ctx.docker.inspect(&name).await? {
+        Some(c) if owner_of(kc).owns(&c.labels) => {
+            ctx.docker.remove(&name).await?;
+            info!(container = %name, "load balancer removed");
+            ctx.event(
+                kc,
+                EventType::Normal,
+                "LoadBalancerDeleted",
+                format!("Removed load balancer {name}"),
+            )
+            .await;
+        }
+        Some(_) => info!(container = %name, "a container of that name is not ours; leaving it"),
+        None => {}
+    }
+    controllers::remove_finalizer(api, kc, FINALIZER).await?;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,235 @@
+//! The reconcilers and what they share: the [`Context`], the [`Error`] with its short reason,
+//! per-object backoff, finalizers and status writes.
+//!
+//! Order of the contract checks, in every reconciler, on purpose: externally managed objects are
+//! left alone; without an owner nothing is done (a deleted object without owner just loses its
+//! finalizer); pause is honoured before anything else, deletion included; the finalizer is added
+//! only once the owner exists.
+
+pub mod kindcluster;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::docker;
+use crate::loadbalancer;
+
+/// The field manager of every write the provider makes.
+pub const FIELD_MANAGER: &str = "capkind";
+
+/// Everything a reconciler needs, shared by all its workers.
+pub struct Context<D> {
+    /// The management cluster.
+    pub client: Client,
+    /// The container engine.
+    pub docker: D,
+    /// Publishes Kubernetes Events (one recorder, so repeats are folded).
+    pub recorder: Recorder,
+    /// How often a healthy object is looked at again without any change.
+    pub sync_period: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<D> Context<D> {
+    /// A context for the controller named `controller` (also the events' reporter).
+    pub fn new(client: Client, docker: D, controller: &str, sync_period: Duration) -> Self {
+        let reporter = Reporter {
+            controller: format!("capkind-{controller}"),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            docker,
+            sync_period,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Forgets the failures of an object that reconciled successfully.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+
+    /// The next retry delay for an object that failed: 1 s doubling up to 2 minutes.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(8);
+        Duration::from_secs(1u64 << (*n - 1)).min(Duration::from_secs(120))
+    }
+
+    /// Publishes an event about `obj`; a failure to publish never fails a reconcile.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or did not answer.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The Docker engine refused or did not answer.
+    #[error(transparent)]
+    Docker(#[from] docker::Error),
+    /// The load balancer's configuration could not be put in place.
+    #[error(transparent)]
+    LoadBalancerConfig(#[from] loadbalancer::Error),
+    /// The haproxy template does not render.
+    #[error(transparent)]
+    Template(#[from] loadbalancer::config::Error),
+    /// The ConfigMap with the custom haproxy template is missing or has no `value`.
+    #[error("ConfigMap {name} with the custom haproxy template is missing or has no key \"value\"")]
+    TemplateNotFound { name: String },
+    /// A container with the name the provider needs belongs to someone else.
+    #[error(
+        "container {name} already exists and does not belong to this object; remove or rename it (docker rm -f {name})"
+    )]
+    NameConflict { name: String },
+    /// The image is not in the Docker engine.
+    #[error(
+        "image {image} is not present in the Docker engine; load it (docker load, or docker pull where a registry is reachable)"
+    )]
+    ImageMissing { image: String },
+    /// A container has no address on its network.
+    #[error("container {container} has no address on network {network}")]
+    NoAddress { container: String, network: String },
+}
+
+impl Error {
+    /// A short PascalCase reason for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApiError",
+            Error::Docker(docker::Error::Unavailable { .. }) => "DockerUnavailable",
+            Error::Docker(_) => "DockerError",
+            Error::LoadBalancerConfig(loadbalancer::Error::Invalid(_)) => "HAProxyConfigInvalid",
+            Error::LoadBalancerConfig(_) => "LoadBalancerConfigFailed",
+            Error::Template(_) => "HAProxyTemplateInvalid",
+            Error::TemplateNotFound { .. } => "HAProxyTemplateNotFound",
+            Error::NameConflict { .. } => "ContainerNameConflict",
+            Error::ImageMissing { .. } => "ImageNotFound",
+            Error::NoAddress { .. } => "ContainerAddressMissing",
+        }
+    }
+}
+
+/// The key of an object in the backoff table.
+pub fn key<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Retries a failed object with per-object exponential backoff.
+pub fn error_policy<K: Resource, D>(
+    obj: std::sync::Arc<K>,
+    error: &Error,
+    ctx: std::sync::Arc<Context<D>>,
+) -> Action {
+    let delay = ctx.backoff(&key(obj.as_ref()));
+    tracing::warn!(object = %key(obj.as_ref()), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Adds `finalizer` unless present (optimistic concurrency through the resourceVersion).
+pub async fn add_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if obj.finalizers().iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(finalizer.to_string());
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Removes `finalizer` if present.
+pub async fn remove_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if !obj.finalizers().iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let finalizers: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    match api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `status` with server-side apply when it differs from `current`; a steady object
+/// causes no write at all.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,174 @@
+//! The cluster's load balancer: an haproxy container in front of the control-plane nodes.
+//!
+//! `config` renders the configuration (pure). This module describes the container and writes a
+//! configuration into it: checked by haproxy first, read back and compared (a short write must
+//! not be taken for a good one), and reloaded with SIGHUP only when the content changed.
+
+pub mod config;
+
+use std::collections::BTreeMap;
+
+use crate::docker::{self, ContainerRuntime, ContainerSpec, PortMapping, labels};
+
+/// The load balancer's container name for a cluster, as kind and CAPD name it.
+pub fn container_name(cluster: &str) -> String {
+    format!("{cluster}-lb")
+}
+
+/// The load-balancer container: haproxy in master-worker mode (so SIGHUP reloads), on the
+/// cluster's network, its frontend and statistics ports published on the host's loopback.
+pub fn container_spec(
+    cluster: &str,
+    image: &str,
+    network: &str,
+    frontend_port: u16,
+    ipv4_address: Option<String>,
+    owner: &labels::Owner,
+) -> ContainerSpec {
+    let mut all_labels = BTreeMap::from([
+        (labels::CLUSTER.to_string(), cluster.to_string()),
+        (
+            labels::ROLE.to_string(),
+            labels::ROLE_LOAD_BALANCER.to_string(),
+        ),
+    ]);
+    all_labels.extend(owner.labels());
+    let name = container_name(cluster);
+    ContainerSpec {
+        hostname: name.clone(),
+        name,
+        image: image.to_string(),
+        labels: all_labels,
+        cmd: Some(
+            ["haproxy", "-W", "-db", "-f", config::CONFIG_PATH]
+                .map(String::from)
+                .to_vec(),
+        ),
+        network: network.to_string(),
+        ipv4_address,
+        restart_unless_stopped: true,
+        ports: [frontend_port, config::STATS_PORT]
+            .into_iter()
+            .map(|port| PortMapping {
+                container_port: port,
+                host_ip: "127.0.0.1".into(),
+                host_port: 0,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The cluster's API servers as haproxy backends: its running control-plane containers with
+/// their address on `network`, at weight 100, or 0 for the `draining` ones.
+pub async fn backends<D: ContainerRuntime>(
+    docker: &D,
+    cluster: &str,
+    network: &str,
+    draining: &[String],
+) -> Result<Vec<config::Backend>, docker::Error> {
+    let mut backends = Vec::new();
+    for name in docker
+        .list(&[
+            (labels::CLUSTER, cluster),
+            (labels::ROLE, labels::ROLE_CONTROL_PLANE),
+        ])
+        .await?
+    {
+        let Some(c) = docker.inspect(&name).await? else {
+            continue;
+        };
+        let Some(address) = c
+            .networks
+            .get(network)
+            .and_then(|n| n.ipv4.clone())
+            .filter(|_| c.running)
+        else {
+            continue;
+        };
+        let weight = if draining.contains(&name) { 0 } else { 100 };
+        backends.push(config::Backend {
+            name,
+            address,
+            weight,
+        });
+    }
+    backends.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(backends)
+}
+
+/// Why a configuration could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Talking to Docker failed.
+    #[error(transparent)]
+    Docker(#[from] docker::Error),
+    /// haproxy refused the rendered configuration.
+    #[error("haproxy refused the configuration: {0}")]
+    Invalid(String),
+    /// The configuration could not be packed for upload.
+    #[error("packing the configuration: {0}")]
+    Archive(#[from] std::io::Error),
+    /// The file read back differs from what was written.
+    #[error("the configuration read back from {container} differs from what was written")]
+    ReadBack { container: String },
+}
+
+/// Puts `config` in place in the load balancer `container` and reloads haproxy. Returns whether
+/// anything changed; an identical configuration is neither written nor reloaded.
+pub async fn write_config<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+    config: &str,
+) -> Result<bool, Error> {
+    if read_config(docker, container).await?.as_deref() == Some(config) {
+        return Ok(false);
+    }
+    let staged = format!("{}.new", config::CONFIG_PATH);
+    docker
+        .upload(container, "/", tar_file(&staged[1..], config.as_bytes())?)
+        .await?;
+    let script = format!(
+        "haproxy -c -q -f {staged} && mv {staged} {}",
+        config::CONFIG_PATH
+    );
+    let checked = docker.exec(container, &["sh", "-c", &script], None).await?;
+    if checked.exit_code != 0 {
+        let mut message = String::from_utf8_lossy(&checked.stderr).trim().to_string();
+        if message.is_empty() {
+            message = String::from_utf8_lossy(&checked.stdout).trim().to_string();
+        }
+        return Err(Error::Invalid(message));
+    }
+    if read_config(docker, container).await?.as_deref() != Some(config) {
+        return Err(Error::ReadBack {
+            container: container.to_string(),
+        });
+    }
+    docker.kill(container, "HUP").await?;
+    Ok(true)
+}
+
+async fn read_config<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+) -> Result<Option<String>, docker::Error> {
+    let out = docker
+        .exec(container, &["cat", config::CONFIG_PATH], None)
+        .await?;
+    Ok((out.exit_code == 0).then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// A tar archive holding one file (mode 0644, owned by root).
+pub fn tar_file(path: &str, content: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_data(&mut header, path, content)?;
+    builder.into_inner()
+}

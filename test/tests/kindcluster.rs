@@ -1,0 +1,618 @@
+//! The KindCluster controller against a real kube-apiserver, the real Docker engine and real
+//! haproxy: what a Cluster API user sees of the load balancer and the control-plane endpoint.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use capkind::docker::ContainerRuntime;
+use capkind_api::capi::Cluster;
+use capkind_api::v1beta1::KindCluster;
+use capkind_test::docker::{Janitor, engine, token_label};
+use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec, kindcluster_owned_by};
+use capkind_test::{Manager, names, shared, wait};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const FINALIZER: &str = "kindcluster.infrastructure.cluster.x-k8s.io";
+
+struct Env {
+    client: Client,
+    ns: String,
+    api: Api<KindCluster>,
+}
+
+async fn env() -> Env {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let api = Api::namespaced(client.clone(), &ns);
+    Env { client, ns, api }
+}
+
+fn cond(kc: &KindCluster, type_: &str) -> Option<Condition> {
+    kc.status
+        .as_ref()?
+        .v1beta2
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+async fn wait_for(
+    api: &Api<KindCluster>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&KindCluster) -> bool,
+) -> KindCluster {
+    wait::until(what, Duration::from_secs(60), || async {
+        let kc = api.get(name).await.map_err(|e| e.to_string())?;
+        if check(&kc) {
+            Ok(kc)
+        } else {
+            Err(format!("{:?}", kc.status))
+        }
+    })
+    .await
+}
+
+async fn wait_ready(api: &Api<KindCluster>, name: &str) -> KindCluster {
+    wait_for(api, name, "KindCluster ready", |kc| {
+        kc.status.as_ref().is_some_and(|s| s.ready)
+            && cond(kc, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await
+}
+
+async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let list = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
+/// The response, or what went wrong (the caller retries until the listener is up).
+fn http_get(port: u16, path: &str) -> String {
+    let attempt = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    attempt().unwrap_or_else(|e| format!("request failed: {e}"))
+}
+
+async fn exec(container: &str, cmd: &[&str]) -> (i64, String) {
+    let out = engine()
+        .await
+        .exec(container, cmd, None)
+        .await
+        .expect("exec");
+    (
+        out.exit_code,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn load_balancer_is_created_configured_and_reported() {
+    let e = env().await;
+    let name = names::unique("c");
+    let mut janitor = Janitor::default();
+    janitor.track(format!("{name}-lb"));
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+
+    let kc = wait_ready(&e.api, &name).await;
+    let docker = engine().await;
+    let lb = docker
+        .inspect(&format!("{name}-lb"))
+        .await
+        .expect("inspect")
+        .expect("load balancer container");
+    assert!(lb.running);
+    assert_eq!(lb.labels["io.x-k8s.kind.cluster"], name);
+    assert_eq!(lb.labels["io.x-k8s.kind.role"], "external-load-balancer");
+    assert_eq!(
+        lb.labels["capkind.x-k8s.io/owner-uid"],
+        kc.uid().expect("uid")
+    );
+    let ip = lb.networks[&kc.spec.network].ipv4.clone().expect("address");
+    let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
+    assert_eq!(
+        (endpoint.host.as_deref(), endpoint.port),
+        (Some(ip.as_str()), 6443)
+    );
+    assert!(kc.finalizers().contains(&FINALIZER.to_string()));
+    assert_eq!(
+        kc.status
+            .as_ref()
+            .and_then(|s| s.initialization.as_ref())
+            .and_then(|i| i.provisioned),
+        Some(true)
+    );
+    for (type_, status) in [
+        ("LoadBalancerAvailable", "True"),
+        ("Ready", "True"),
+        ("Paused", "False"),
+    ] {
+        let c = cond(&kc, type_).unwrap_or_else(|| panic!("no {type_} condition"));
+        assert_eq!(c.status, status, "{type_}: {c:?}");
+        assert!(!c.message.is_empty());
+    }
+    let v1: Vec<(&str, &str)> = kc
+        .status
+        .as_ref()
+        .expect("status")
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str()))
+        .collect();
+    assert_eq!(v1, [("LoadBalancerAvailable", "True"), ("Ready", "True")]);
+
+    // haproxy accepts what was written, with no backends yet, and its stats page answers.
+    let (code, output) = exec(
+        &lb.name,
+        &["haproxy", "-c", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+    )
+    .await;
+    assert_eq!(code, 0, "haproxy -c: {output}");
+    let (_, config) = exec(&lb.name, &["cat", "/usr/local/etc/haproxy/haproxy.cfg"]).await;
+    assert!(
+        config.contains("bind *:6443") && !config.contains("\n  server "),
+        "{config}"
+    );
+    let stats_port = lb.published[&8404][0].host_port;
+    let stats = wait::until("haproxy stats page", Duration::from_secs(10), || async {
+        let page = http_get(stats_port, "/stats");
+        if page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200") {
+            Ok(page)
+        } else {
+            Err(page)
+        }
+    })
+    .await;
+    assert!(
+        stats.contains("kube-apiservers"),
+        "the stats page does not list the backend"
+    );
+    assert!(
+        lb.published.contains_key(&6443),
+        "the frontend port is not published"
+    );
+    assert!(
+        events(&e.client, &e.ns, &name)
+            .await
+            .contains(&("Normal".into(), "LoadBalancerCreated".into()))
+    );
+}
+
+#[tokio::test]
+async fn nothing_happens_while_paused_and_work_resumes_after() {
+    let e = env().await;
+    let name = names::unique("c");
+    let mut janitor = Janitor::default();
+    janitor.track(format!("{name}-lb"));
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        true,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    let kc = wait_for(&e.api, &name, "Paused condition", |kc| {
+        cond(kc, "Paused").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    assert_eq!(
+        cond(&kc, "Paused").expect("paused").message,
+        "Cluster spec.paused is set to true"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        engine()
+            .await
+            .inspect(&format!("{name}-lb"))
+            .await
+            .expect("inspect")
+            .is_none(),
+        "container while paused"
+    );
+    let kc = e.api.get(&name).await.expect("get");
+    assert!(
+        kc.spec.control_plane_endpoint.is_none() && kc.finalizers().is_empty(),
+        "{kc:?}"
+    );
+
+    let clusters: Api<Cluster> = Api::namespaced(e.client.clone(), &e.ns);
+    clusters
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .expect("unpause");
+    let kc = wait_ready(&e.api, &name).await;
+    assert_eq!(cond(&kc, "Paused").expect("paused").status, "False");
+}
+
+#[tokio::test]
+async fn deletion_removes_the_container_and_the_finalizer() {
+    let e = env().await;
+    let name = names::unique("c");
+    let mut janitor = Janitor::default();
+    janitor.track(format!("{name}-lb"));
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    wait_ready(&e.api, &name).await;
+    let docker = engine().await;
+    let lb = docker
+        .inspect(&format!("{name}-lb"))
+        .await
+        .expect("inspect")
+        .expect("lb");
+
+    e.api
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until("KindCluster gone", Duration::from_secs(60), || async {
+        match e.api.get_opt(&name).await.map_err(|err| err.to_string())? {
+            None => Ok(()),
+            Some(kc) => Err(format!("still there: {:?}", kc.status)),
+        }
+    })
+    .await;
+    assert!(
+        docker.inspect(&lb.name).await.expect("inspect").is_none(),
+        "load balancer left behind"
+    );
+    for volume in &lb.volume_names {
+        let out = std::process::Command::new("docker")
+            .args(["volume", "inspect", volume])
+            .output()
+            .expect("docker");
+        assert!(!out.status.success(), "volume {volume} left behind");
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_container_with_the_name_is_never_touched() {
+    let e = env().await;
+    let name = names::unique("c");
+    let lb_name = format!("{name}-lb");
+    let mut janitor = Janitor::default();
+    janitor.track(&lb_name);
+    let (key, value) = token_label();
+    let image = capkind_test::docker::images().haproxy;
+    let out = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &lb_name,
+            "--label",
+            &format!("{key}={value}"),
+            "--entrypoint",
+            "sleep",
+            &image,
+            "600",
+        ])
+        .output()
+        .expect("docker run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let foreign_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    let kc = wait_for(&e.api, &name, "name conflict condition", |kc| {
+        cond(kc, "LoadBalancerAvailable").is_some_and(|c| c.reason == "ContainerNameConflict")
+    })
+    .await;
+    let c = cond(&kc, "LoadBalancerAvailable").expect("condition");
+    assert_eq!(c.status, "False");
+    assert!(
+        c.message.contains(&lb_name) && c.message.contains("does not belong"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        cond(&kc, "Ready").expect("ready").reason,
+        "ContainerNameConflict"
+    );
+    assert!(!kc.status.as_ref().expect("status").ready);
+    let warnings = events(&e.client, &e.ns, &name).await;
+    assert!(
+        warnings.contains(&("Warning".into(), "ContainerNameConflict".into())),
+        "{warnings:?}"
+    );
+    let still = engine()
+        .await
+        .inspect(&lb_name)
+        .await
+        .expect("inspect")
+        .expect("foreign container");
+    assert!(
+        still.running && still.id == foreign_id,
+        "the foreign container was touched"
+    );
+}
+
+#[tokio::test]
+async fn restart_safe_and_self_healing() {
+    let e = env().await;
+    let name = names::unique("c");
+    let lb_name = format!("{name}-lb");
+    let mut janitor = Janitor::default();
+    janitor.track(&lb_name);
+    let docker = engine().await;
+    let manager = Manager::start(e.client.clone(), &e.ns).await;
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    // Kill the manager as soon as the container exists, before it finished the cluster.
+    wait::until(
+        "load balancer container",
+        Duration::from_secs(60),
+        || async {
+            docker
+                .inspect(&lb_name)
+                .await
+                .map_err(|err| err.to_string())?
+                .map(|_| ())
+                .ok_or_else(|| "absent".to_string())
+        },
+    )
+    .await;
+    manager.kill();
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    let kc = wait_ready(&e.api, &name).await;
+    let (key, value) = (capkind::docker::labels::CLUSTER, name.as_str());
+    assert_eq!(
+        docker.list(&[(key, value)]).await.expect("list"),
+        std::slice::from_ref(&lb_name),
+        "exactly one load balancer"
+    );
+    let endpoint = kc
+        .spec
+        .control_plane_endpoint
+        .clone()
+        .expect("endpoint")
+        .host
+        .expect("host");
+
+    // Removed by hand: it comes back, at the same address.
+    docker.remove(&lb_name).await.expect("remove");
+    let back = wait::until("load balancer back", Duration::from_secs(60), || async {
+        match docker
+            .inspect(&lb_name)
+            .await
+            .map_err(|err| err.to_string())?
+        {
+            Some(c) if c.running => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        back.networks[&kc.spec.network].ipv4.as_deref(),
+        Some(endpoint.as_str()),
+        "new address"
+    );
+    wait::until(
+        "the re-created load balancer configured",
+        Duration::from_secs(60),
+        || async {
+            let (code, config) =
+                exec(&lb_name, &["cat", "/usr/local/etc/haproxy/haproxy.cfg"]).await;
+            if code == 0 && config.contains("frontend control-plane") {
+                Ok(())
+            } else {
+                Err(config)
+            }
+        },
+    )
+    .await;
+
+    // Stopped by hand: started again.
+    let out = std::process::Command::new("docker")
+        .args(["stop", "-t", "1", &lb_name])
+        .output()
+        .expect("docker stop");
+    assert!(out.status.success());
+    wait::until(
+        "load balancer started again",
+        Duration::from_secs(60),
+        || async {
+            match docker
+                .inspect(&lb_name)
+                .await
+                .map_err(|err| err.to_string())?
+            {
+                Some(c) if c.running && c.id == back.id => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn no_writes_in_a_steady_state() {
+    let e = env().await;
+    let name = names::unique("c");
+    let mut janitor = Janitor::default();
+    janitor.track(format!("{name}-lb"));
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    wait_ready(&e.api, &name).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = e.api.get(&name).await.expect("get").resource_version();
+    // Poke it: a Cluster update and a reconcile must not write either.
+    let clusters: Api<Cluster> = Api::namespaced(e.client.clone(), &e.ns);
+    clusters
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"poke": "1"}}})),
+        )
+        .await
+        .expect("poke");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        e.api.get(&name).await.expect("get").resource_version(),
+        before,
+        "the KindCluster was written"
+    );
+}
+
+#[tokio::test]
+async fn custom_haproxy_template_from_a_configmap() {
+    let e = env().await;
+    let name = names::unique("c");
+    let mut janitor = Janitor::default();
+    janitor.track(format!("{name}-lb"));
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    let mut spec = kind_spec(&names::unique("net"));
+    spec["loadBalancer"]["customHAProxyConfigTemplateRef"] = json!({"name": "lb-template"});
+    cluster_with_kindcluster(&e.client, &e.ns, &name, false, spec).await;
+    let kc = wait_for(&e.api, &name, "missing template reported", |kc| {
+        cond(kc, "LoadBalancerAvailable").is_some_and(|c| c.reason == "HAProxyTemplateNotFound")
+    })
+    .await;
+    assert!(
+        cond(&kc, "LoadBalancerAvailable")
+            .expect("c")
+            .message
+            .contains("lb-template")
+    );
+
+    let template = "# custom\nglobal\n  log stdout format raw local0 notice\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 5s\n  timeout server 5s\nfrontend custom\n  bind *:{{ .FrontendControlPlanePort }}\n  default_backend apis\nbackend apis\n{{range $server, $backend := .BackendServers}}  server {{ $server }} {{ JoinHostPort $backend.Address $.BackendControlPlanePort }} weight {{ $backend.Weight }}\n{{end}}";
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "lb-template"}, "data": {"value": template}}),
+    )
+    .expect("cm");
+    Api::<ConfigMap>::namespaced(e.client.clone(), &e.ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create cm");
+    // The ConfigMap is not watched; the retry with backoff picks it up.
+    wait_ready(&e.api, &name).await;
+    let (_, config) = exec(
+        &format!("{name}-lb"),
+        &["cat", "/usr/local/etc/haproxy/haproxy.cfg"],
+    )
+    .await;
+    assert!(
+        config.starts_with("# custom\n") && config.contains("frontend custom\n  bind *:6443"),
+        "{config}"
+    );
+}
+
+#[tokio::test]
+async fn externally_managed_or_unowned_objects_are_left_alone() {
+    let e = env().await;
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    let unowned = names::unique("c");
+    kindcluster_owned_by(
+        &e.client,
+        &e.ns,
+        &unowned,
+        None,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    let managed = names::unique("c");
+    let (_, kc) = cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &managed,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    // Marked as managed elsewhere right away; it may have been reconciled once before that.
+    e.api
+        .patch(
+            &kc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"cluster.x-k8s.io/managed-by": "other"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let kc = e.api.get(&unowned).await.expect("get");
+    assert!(
+        kc.finalizers().is_empty() && kc.status.is_none(),
+        "an unowned KindCluster was touched: {kc:?}"
+    );
+    assert!(
+        engine()
+            .await
+            .inspect(&format!("{unowned}-lb"))
+            .await
+            .expect("inspect")
+            .is_none()
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &format!("{managed}-lb")])
+        .output();
+}
