@@ -477,7 +477,16 @@ impl ContainerRuntime for Engine {
         &self,
         labels: &[(&str, &str)],
     ) -> BoxStream<'static, Result<ContainerEvent>> {
-        let mut filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
+        // Lifecycle changes only: the provider's own exec calls produce exec_* events, which
+        // would otherwise trigger a reconcile after every reconcile.
+        let actions = [
+            "create", "start", "restart", "stop", "die", "kill", "oom", "pause", "unpause",
+            "destroy", "rename",
+        ];
+        let mut filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), actions.map(String::from).to_vec()),
+        ]);
         if !labels.is_empty() {
             filters.insert(
                 "label".to_string(),

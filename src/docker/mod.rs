@@ -239,8 +239,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         path: &str,
         tar: Vec<u8>,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Events of containers carrying every given label, from now on. The stream ends when the
-    /// connection to the engine does; callers reconnect.
+    /// Lifecycle events (create, start, stop, die, destroy, ...) of containers carrying every
+    /// given label, from now on. The stream ends when the connection to the engine does;
+    /// callers reconnect.
     fn container_events(
         &self,
         labels: &[(&str, &str)],

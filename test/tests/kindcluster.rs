@@ -81,6 +81,13 @@ async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> 
         .collect()
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
 /// The response, or what went wrong (the caller retries until the listener is up).
 fn http_get(port: u16, path: &str) -> String {
     let attempt = || -> std::io::Result<String> {
@@ -514,11 +521,35 @@ async fn no_writes_in_a_steady_state() {
         )
         .await
         .expect("poke");
+    let since = unix_now();
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(
         e.api.get(&name).await.expect("get").resource_version(),
         before,
         "the KindCluster was written"
+    );
+    // Nor does it keep Docker busy: the poke costs one reconcile (a few calls), then silence.
+    let out = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &unix_now().to_string(),
+        ])
+        .args([
+            "--filter",
+            &format!("container={name}-lb"),
+            "--filter",
+            "event=exec_create",
+        ])
+        .args(["--format", "{{.Action}}"])
+        .output()
+        .expect("docker events");
+    let execs = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(
+        execs <= 4,
+        "{execs} exec calls into the load balancer in a steady minute"
     );
 }
 
