@@ -647,3 +647,41 @@ async fn externally_managed_or_unowned_objects_are_left_alone() {
         .args(["rm", "-f", &format!("{managed}-lb")])
         .output();
 }
+
+#[tokio::test]
+async fn deleted_without_owner_loses_its_finalizer() {
+    let e = env().await;
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    let name = names::unique("c");
+    kindcluster_owned_by(
+        &e.client,
+        &e.ns,
+        &name,
+        None,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    e.api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [FINALIZER]}})),
+        )
+        .await
+        .expect("add finalizer");
+    e.api
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until(
+        "unowned KindCluster gone",
+        Duration::from_secs(30),
+        || async {
+            match e.api.get_opt(&name).await.map_err(|err| err.to_string())? {
+                None => Ok(()),
+                Some(kc) => Err(format!("finalizers {:?}", kc.finalizers())),
+            }
+        },
+    )
+    .await;
+}

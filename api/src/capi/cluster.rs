@@ -81,6 +81,20 @@ impl Cluster {
         self.spec.paused.unwrap_or(false)
     }
 
+    /// Whether the cluster's pod or service networks are IPv6 (IPv6-only or dual-stack), so the
+    /// load balancer must listen on IPv6 too.
+    pub fn is_ipv6(&self) -> bool {
+        let network = self.spec.cluster_network.as_ref();
+        [
+            network.and_then(|n| n.pods.as_ref()),
+            network.and_then(|n| n.services.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.cidr_blocks.iter())
+        .any(|cidr| cidr.contains(':'))
+    }
+
     /// Whether the infrastructure was marked ready by core.
     pub fn infrastructure_ready(&self) -> bool {
         self.status.as_ref().is_some_and(|s| s.infrastructure_ready)
@@ -101,5 +115,35 @@ impl Cluster {
                 .any(|c| c.type_ == CONTROL_PLANE_INITIALIZED && c.status == "True")
         });
         v1beta1 || v1beta2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(pods: &[&str], services: &[&str]) -> Cluster {
+        let ranges = |c: &[&str]| {
+            Some(NetworkRanges {
+                cidr_blocks: c.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let mut cluster = Cluster::new("c", ClusterSpec::default());
+        cluster.spec.cluster_network = Some(ClusterNetwork {
+            pods: ranges(pods),
+            services: ranges(services),
+        });
+        cluster
+    }
+
+    #[test]
+    fn ip_family_from_the_cluster_networks() {
+        assert!(!Cluster::new("c", ClusterSpec::default()).is_ipv6());
+        assert!(!cluster(&["192.168.0.0/16"], &["10.128.0.0/12"]).is_ipv6());
+        assert!(cluster(&["fd00:100:96::/48"], &["fd00:100:64::/108"]).is_ipv6());
+        assert!(
+            cluster(&["192.168.0.0/16", "fd00:100:96::/48"], &["10.128.0.0/12"]).is_ipv6(),
+            "dual-stack"
+        );
     }
 }

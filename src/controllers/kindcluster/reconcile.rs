@@ -55,7 +55,14 @@ pub async fn reconcile<D: ContainerRuntime>(
         delete(&kc, &api, &ctx, &owner.name).await
     } else {
         controllers::add_finalizer(&api, &kc, FINALIZER).await?;
-        provision(&kc, &api, &ctx, &owner.name).await
+        provision(
+            &kc,
+            &api,
+            &ctx,
+            &owner.name,
+            cluster.as_ref().is_some_and(Cluster::is_ipv6),
+        )
+        .await
     };
     match result {
         Ok(action) => {
@@ -113,6 +120,7 @@ async fn provision<D: ContainerRuntime>(
     api: &Api<KindCluster>,
     ctx: &Context<D>,
     cluster: &str,
+    ipv6: bool,
 ) -> Result<Action, Error> {
     let network = ctx.docker.ensure_network(&kc.spec.network).await?;
     let container = ensure_container(kc, ctx, cluster).await?;
@@ -124,7 +132,7 @@ async fn provision<D: ContainerRuntime>(
             container: container.name.clone(),
             network: network.name.clone(),
         })?;
-    configure(kc, ctx, cluster, &container.name, &network.name).await?;
+    configure(kc, ctx, cluster, &container.name, &network.name, ipv6).await?;
     if kc
         .spec
         .control_plane_endpoint
@@ -267,6 +275,7 @@ async fn configure<D: ContainerRuntime>(
     cluster: &str,
     container: &str,
     network: &str,
+    ipv6: bool,
 ) -> Result<(), Error> {
     let template = match &kc.spec.load_balancer.custom_haproxy_config_template_ref {
         None => config::DEFAULT_TEMPLATE.to_string(),
@@ -286,7 +295,7 @@ async fn configure<D: ContainerRuntime>(
     let backends = loadbalancer::backends(&ctx.docker, cluster, network, &[]).await?;
     let input = config::Input {
         frontend_port: frontend_port(kc),
-        ipv6: false,
+        ipv6,
         backends,
     };
     let rendered = config::render(&template, &input)?;
