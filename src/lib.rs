@@ -2,6 +2,7 @@
 //!
 //! - [`docker`]: the container engine, behind the [`docker::ContainerRuntime`] trait.
 
+pub mod bootstrap;
 pub mod capi;
 pub mod controllers;
 pub mod docker;
