@@ -7,3 +7,4 @@ pub mod capi;
 pub mod controllers;
 pub mod docker;
 pub mod loadbalancer;
+pub mod node;

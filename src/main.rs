@@ -19,6 +19,13 @@ struct Flags {
     /// How many KindClusters are reconciled at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     kindcluster_concurrency: u16,
+    /// How many KindMachines are reconciled at once.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
+    kindmachine_concurrency: u16,
+    /// How node containers get their rights: privileged (as kind and CAPD) or capabilities
+    /// (for engines that refuse --privileged; see docs/docker-engine.md).
+    #[arg(long, env = "CAPKIND_NODE_PRIVILEGES", value_enum, default_value_t = capkind::node::Privileges::Privileged)]
+    node_privileges: capkind::node::Privileges,
     /// How often healthy objects are looked at again without a change, e.g. 10m.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     sync_period: Duration,
@@ -39,25 +46,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let client = kube::Client::try_default().await?;
     let docker = capkind::docker::Engine::connect(Some(&flags.docker_host)).await?;
-    let ctx = Arc::new(capkind::controllers::Context::new(
-        client,
-        docker,
-        "kindcluster",
-        flags.sync_period,
-    ));
     let namespace = (!flags.namespace.is_empty()).then_some(flags.namespace.as_str());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let shutdown = async move {
+    tokio::spawn(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = sigterm.recv() => {}
         }
-    };
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        "capkind manager starting"
+        let _ = stop.send(true);
+    });
+    use capkind::controllers::{Context, kindcluster, kindmachine};
+    let clusters = Arc::new(Context::new(client.clone(), docker.clone(), "kindcluster", flags.sync_period));
+    let machines = Arc::new(
+        Context::new(client, docker, "kindmachine", flags.sync_period).with_node_privileges(flags.node_privileges),
     );
-    capkind::controllers::kindcluster::run(ctx, namespace, flags.kindcluster_concurrency, shutdown)
-        .await;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "capkind manager starting");
+    tokio::join!(
+        kindcluster::run(clusters, namespace, flags.kindcluster_concurrency, shutdown()),
+        kindmachine::run(machines, namespace, flags.kindmachine_concurrency, shutdown()),
+    );
     Ok(())
 }

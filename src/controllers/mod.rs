@@ -7,12 +7,17 @@
 //! only once the owner exists.
 
 pub mod kindcluster;
+pub mod kindmachine;
+pub mod backends;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use capkind_api::v1beta1::KindMachine;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::mpsc::UnboundedReceiver;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -21,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 use crate::docker;
 use crate::loadbalancer;
+use crate::node::Privileges;
 
 /// The field manager of every write the provider makes.
 pub const FIELD_MANAGER: &str = "capkind";
@@ -35,6 +41,11 @@ pub struct Context<D> {
     pub recorder: Recorder,
     /// How often a healthy object is looked at again without any change.
     pub sync_period: Duration,
+    /// How node containers get their rights.
+    pub node_privileges: Privileges,
+    /// Background bootstraps (KindMachine controller).
+    pub bootstraps: kindmachine::bootstrap::Runner,
+    bootstrap_progress: Mutex<Option<UnboundedReceiver<ObjectRef<KindMachine>>>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -45,13 +56,28 @@ impl<D> Context<D> {
             controller: format!("capkind-{controller}"),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let (bootstraps, progress) = kindmachine::bootstrap::Runner::new();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             docker,
             sync_period,
+            node_privileges: Privileges::default(),
+            bootstraps,
+            bootstrap_progress: Mutex::new(Some(progress)),
             failures: Mutex::default(),
         }
+    }
+
+    /// Sets how node containers get their rights.
+    pub fn with_node_privileges(mut self, privileges: Privileges) -> Self {
+        self.node_privileges = privileges;
+        self
+    }
+
+    /// The stream of KindMachines whose bootstrap moved on (taken once, by the controller).
+    pub fn take_bootstrap_progress(&self) -> Option<UnboundedReceiver<ObjectRef<KindMachine>>> {
+        self.bootstrap_progress.lock().ok()?.take()
     }
 
     /// Forgets the failures of an object that reconciled successfully.
@@ -118,6 +144,18 @@ pub enum Error {
         "image {image} is not present in the Docker engine; load it (docker load, or docker pull where a registry is reachable)"
     )]
     ImageMissing { image: String },
+    /// No image can be chosen for the node.
+    #[error(transparent)]
+    NoImage(#[from] crate::node::NoImage),
+    /// The bootstrap data is unusable.
+    #[error(transparent)]
+    BootstrapData(#[from] crate::bootstrap::Error),
+    /// The bootstrap Secret is missing or has no `value`.
+    #[error("bootstrap Secret {name} is missing or has no key \"value\"")]
+    BootstrapSecretMissing { name: String },
+    /// The KindMachine's bootstrapTimeout does not parse.
+    #[error(transparent)]
+    BadTimeout(#[from] capkind_api::duration::ParseDurationError),
     /// A container has no address on its network.
     #[error("container {container} has no address on network {network}")]
     NoAddress { container: String, network: String },
@@ -137,6 +175,10 @@ impl Error {
             Error::NameConflict { .. } => "ContainerNameConflict",
             Error::ImageMissing { .. } => "ImageNotFound",
             Error::NoAddress { .. } => "ContainerAddressMissing",
+            Error::NoImage(_) => "NodeImageUnknown",
+            Error::BootstrapData(_) => "BootstrapDataInvalid",
+            Error::BootstrapSecretMissing { .. } => "BootstrapSecretNotFound",
+            Error::BadTimeout(_) => "BootstrapTimeoutInvalid",
         }
     }
 }

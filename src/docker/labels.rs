@@ -15,6 +15,8 @@ pub const ROLE: &str = "io.x-k8s.kind.role";
 pub const ROLE_LOAD_BALANCER: &str = "external-load-balancer";
 /// The role of control-plane nodes.
 pub const ROLE_CONTROL_PLANE: &str = "control-plane";
+/// The failure domain of a node, as CAPD labels it.
+pub const FAILURE_DOMAIN: &str = "io.x-k8s.cluster.failureDomain";
 /// The kind of the owning object (KindCluster or KindMachine).
 pub const OWNER_KIND: &str = "capkind.x-k8s.io/owner-kind";
 /// The namespace of the owning object.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capkind::controllers::{Context, kindcluster};
+use capkind::controllers::{Context, kindcluster, kindmachine};
+use capkind::node::Privileges;
 use kube::Client;
 use tokio::task::JoinHandle;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use capkind_api::capi::Cluster;
 use capkind_api::v1beta1::{ApiEndpoint, KindCluster};
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -18,7 +17,7 @@ use super::status::{self, LoadBalancer};
 use crate::capi;
 use crate::controllers::{self, Context, Error};
 use crate::docker::{Container, ContainerRuntime, labels};
-use crate::loadbalancer::{self, config};
+use crate::loadbalancer;
 
 /// The KindCluster finalizer.
 pub const FINALIZER: &str = "kindcluster.infrastructure.cluster.x-k8s.io";
@@ -132,7 +131,7 @@ async fn provision<D: ContainerRuntime>(
             container: container.name.clone(),
             network: network.name.clone(),
         })?;
-    configure(kc, ctx, cluster, &container.name, &network.name, ipv6).await?;
+    controllers::backends::reconfigure(ctx, kc, cluster, ipv6).await?;
     if kc
         .spec
         .control_plane_endpoint
@@ -265,45 +264,6 @@ fn gone(name: &str) -> Error {
         what: format!("container {name}"),
         message: "removed while being set up".into(),
     })
-}
-
-/// Renders the haproxy configuration for the cluster's running control-plane nodes and puts it
-/// in place when it changed.
-async fn configure<D: ContainerRuntime>(
-    kc: &KindCluster,
-    ctx: &Context<D>,
-    cluster: &str,
-    container: &str,
-    network: &str,
-    ipv6: bool,
-) -> Result<(), Error> {
-    let template = match &kc.spec.load_balancer.custom_haproxy_config_template_ref {
-        None => config::DEFAULT_TEMPLATE.to_string(),
-        Some(r) => {
-            let configmaps: Api<ConfigMap> =
-                Api::namespaced(ctx.client.clone(), &kc.namespace().unwrap_or_default());
-            configmaps
-                .get_opt(&r.name)
-                .await?
-                .and_then(|cm| cm.data)
-                .and_then(|mut d| d.remove("value"))
-                .ok_or_else(|| Error::TemplateNotFound {
-                    name: r.name.clone(),
-                })?
-        }
-    };
-    let backends = loadbalancer::backends(&ctx.docker, cluster, network, &[]).await?;
-    let input = config::Input {
-        frontend_port: frontend_port(kc),
-        ipv6,
-        backends,
-    };
-    let rendered = config::render(&template, &input)?;
-    if loadbalancer::write_config(&ctx.docker, container, &rendered).await? {
-        let names: Vec<&str> = input.backends.iter().map(|b| b.name.as_str()).collect();
-        info!(backends = ?names, "load balancer configuration written and reloaded");
-    }
-    Ok(())
 }
 
 async fn delete<D: ContainerRuntime>(

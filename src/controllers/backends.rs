@@ -1,0 +1,59 @@
+//! The load balancer's configuration, as both controllers write it: the KindCluster controller
+//! when the load balancer is (re)created, the KindMachine controller when control-plane nodes
+//! come and go. Both compute it the same way, so they never undo each other's writes.
+
+use capkind_api::capi::{CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL, Machine};
+use capkind_api::v1beta1::KindCluster;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+use tracing::info;
+
+use super::{Context, Error};
+use crate::docker::ContainerRuntime;
+use crate::loadbalancer::{self, config};
+use crate::node;
+
+/// Renders the configuration for the cluster's running control-plane nodes (weight 0 for those
+/// whose Machine is being deleted, so they drain) and puts it in place when it changed.
+pub async fn reconfigure<D: ContainerRuntime>(
+    ctx: &Context<D>,
+    kc: &KindCluster,
+    cluster: &str,
+    ipv6: bool,
+) -> Result<(), Error> {
+    let namespace = kc.namespace().unwrap_or_default();
+    let template = match &kc.spec.load_balancer.custom_haproxy_config_template_ref {
+        None => config::DEFAULT_TEMPLATE.to_string(),
+        Some(r) => Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(&r.name)
+            .await?
+            .and_then(|cm| cm.data)
+            .and_then(|mut d| d.remove("value"))
+            .ok_or_else(|| Error::TemplateNotFound { name: r.name.clone() })?,
+    };
+    let draining = draining_nodes(ctx, &namespace, cluster).await?;
+    let backends = loadbalancer::backends(&ctx.docker, cluster, &kc.spec.network, &draining).await?;
+    let port = kc.spec.control_plane_endpoint.as_ref().map_or(6443, |e| e.port);
+    let input = config::Input { frontend_port: u16::try_from(port).unwrap_or(6443), ipv6, backends };
+    let rendered = config::render(&template, &input)?;
+    if loadbalancer::write_config(&ctx.docker, &loadbalancer::container_name(cluster), &rendered).await? {
+        let servers: Vec<String> = input.backends.iter().map(|b| format!("{}={}", b.name, b.weight)).collect();
+        info!(cluster, ?servers, "load balancer configuration written and reloaded");
+    }
+    Ok(())
+}
+
+/// The node containers of the cluster's control-plane Machines that are being deleted.
+async fn draining_nodes<D>(ctx: &Context<D>, namespace: &str, cluster: &str) -> Result<Vec<String>, Error> {
+    let selector = format!("{CLUSTER_NAME_LABEL}={cluster},{CONTROL_PLANE_LABEL}");
+    let machines = Api::<Machine>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(machines
+        .items
+        .iter()
+        .filter(|m| m.meta().deletion_timestamp.is_some())
+        .map(|m| node::container_name(cluster, &m.name_any()))
+        .collect())
+}

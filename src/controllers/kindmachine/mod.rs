@@ -1,0 +1,108 @@
+//! The KindMachine controller: a node container per Machine, its bootstrap, its place behind
+//! the load balancer, and its provider ID. Reconciles on changes to KindMachines, to their
+//! Machines, Clusters and KindClusters, to their containers in Docker, and when a bootstrap
+//! moves on.
+
+pub mod bootstrap;
+mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capkind_api::capi::{CLUSTER_NAME_LABEL, Cluster, Machine};
+use capkind_api::v1beta1::{KindCluster, KindMachine};
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Resource, ResourceExt};
+
+pub use reconcile::{FINALIZER, provider_id, reconcile};
+
+use super::{Context, error_policy};
+use crate::docker::{ContainerRuntime, labels};
+
+/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+pub async fn run<D: ContainerRuntime + Clone>(
+    ctx: Arc<Context<D>>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K: Resource<Scope = kube::core::NamespaceResourceScope>>(client: kube::Client, ns: Option<&str>) -> Api<K>
+    where
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+    let client = ctx.client.clone();
+    let controller = Controller::new(api::<KindMachine>(client.clone(), namespace), watcher::Config::default());
+    let store = controller.store();
+    let progress = ctx.take_bootstrap_progress().map(|rx| tokio_stream_of(rx).boxed()).unwrap_or_else(|| futures::stream::empty().boxed());
+    let triggers = futures::stream::select(progress, node_events(ctx.docker.clone()).boxed());
+    let (by_cluster, by_kindcluster) = (store.clone(), store);
+    controller
+        .watches(api::<Machine>(client.clone(), namespace), watcher::Config::default(), machine_to_kindmachine)
+        .watches(api::<Cluster>(client.clone(), namespace), watcher::Config::default(), move |c: Cluster| {
+            machines_of(&by_cluster, &c.namespace().unwrap_or_default(), &c.name_any())
+        })
+        .watches(api::<KindCluster>(client, namespace), watcher::Config::default(), move |kc: KindCluster| {
+            let cluster = kc.labels().get(CLUSTER_NAME_LABEL).cloned().unwrap_or_else(|| kc.name_any());
+            machines_of(&by_kindcluster, &kc.namespace().unwrap_or_default(), &cluster)
+        })
+        .reconcile_on(triggers)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn tokio_stream_of<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A Machine maps to the KindMachine its infrastructureRef names.
+fn machine_to_kindmachine(m: Machine) -> Option<ObjectRef<KindMachine>> {
+    let r = &m.spec.infrastructure_ref;
+    let group = r.api_version.as_deref()?.split('/').next()?;
+    if r.kind.as_deref() != Some("KindMachine") || group != KindMachine::group(&()) {
+        return None;
+    }
+    Some(ObjectRef::new(r.name.as_deref()?).within(&m.namespace().unwrap_or_default()))
+}
+
+/// The KindMachines of a cluster, from the controller's own cache (no API calls in a mapper).
+fn machines_of(store: &Store<KindMachine>, namespace: &str, cluster: &str) -> Vec<ObjectRef<KindMachine>> {
+    store
+        .state()
+        .iter()
+        .filter(|km| {
+            km.namespace().as_deref() == Some(namespace)
+                && km.labels().get(CLUSTER_NAME_LABEL).map(String::as_str) == Some(cluster)
+        })
+        .map(|km| ObjectRef::from_obj(km.as_ref()))
+        .collect()
+}
+
+/// KindMachines whose node container changed state in Docker. Reconnects a second apart.
+fn node_events<D: ContainerRuntime + Clone>(docker: D) -> impl Stream<Item = ObjectRef<KindMachine>> + Send + 'static {
+    futures::stream::unfold(true, move |first| {
+        let docker = docker.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some((docker.container_events(&[(labels::OWNER_KIND, "KindMachine")]), false))
+        }
+    })
+    .flatten()
+    .filter_map(|event| async move {
+        let owner = labels::Owner::from_labels(&event.ok()?.labels)?;
+        Some(ObjectRef::new(&owner.name).within(&owner.namespace))
+    })
+}
