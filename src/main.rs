@@ -63,14 +63,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop.send(true);
     });
     use capkind::controllers::{Context, kindcluster, kindmachine};
-    let clusters = Arc::new(Context::new(client.clone(), docker.clone(), "kindcluster", flags.sync_period));
+    let clusters = Arc::new(Context::new(
+        client.clone(),
+        docker.clone(),
+        "kindcluster",
+        flags.sync_period,
+    ));
     let machines = Arc::new(
-        Context::new(client, docker, "kindmachine", flags.sync_period).with_node_privileges(flags.node_privileges),
+        Context::new(client, docker, "kindmachine", flags.sync_period)
+            .with_node_privileges(flags.node_privileges),
     );
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "capkind manager starting");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "capkind manager starting"
+    );
     tokio::join!(
-        kindcluster::run(clusters, namespace, flags.kindcluster_concurrency, shutdown()),
-        kindmachine::run(machines, namespace, flags.kindmachine_concurrency, shutdown()),
+        kindcluster::run(
+            clusters,
+            namespace,
+            flags.kindcluster_concurrency,
+            shutdown()
+        ),
+        kindmachine::run(
+            machines,
+            namespace,
+            flags.kindmachine_concurrency,
+            shutdown()
+        ),
     );
     Ok(())
 }

@@ -30,22 +30,51 @@ pub async fn reconfigure<D: ContainerRuntime>(
             .await?
             .and_then(|cm| cm.data)
             .and_then(|mut d| d.remove("value"))
-            .ok_or_else(|| Error::TemplateNotFound { name: r.name.clone() })?,
+            .ok_or_else(|| Error::TemplateNotFound {
+                name: r.name.clone(),
+            })?,
     };
     let draining = draining_nodes(ctx, &namespace, cluster).await?;
-    let backends = loadbalancer::backends(&ctx.docker, cluster, &kc.spec.network, &draining).await?;
-    let port = kc.spec.control_plane_endpoint.as_ref().map_or(6443, |e| e.port);
-    let input = config::Input { frontend_port: u16::try_from(port).unwrap_or(6443), ipv6, backends };
+    let backends =
+        loadbalancer::backends(&ctx.docker, cluster, &kc.spec.network, &draining).await?;
+    let port = kc
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .map_or(6443, |e| e.port);
+    let input = config::Input {
+        frontend_port: u16::try_from(port).unwrap_or(6443),
+        ipv6,
+        backends,
+    };
     let rendered = config::render(&template, &input)?;
-    if loadbalancer::write_config(&ctx.docker, &loadbalancer::container_name(cluster), &rendered).await? {
-        let servers: Vec<String> = input.backends.iter().map(|b| format!("{}={}", b.name, b.weight)).collect();
-        info!(cluster, ?servers, "load balancer configuration written and reloaded");
+    if loadbalancer::write_config(
+        &ctx.docker,
+        &loadbalancer::container_name(cluster),
+        &rendered,
+    )
+    .await?
+    {
+        let servers: Vec<String> = input
+            .backends
+            .iter()
+            .map(|b| format!("{}={}", b.name, b.weight))
+            .collect();
+        info!(
+            cluster,
+            ?servers,
+            "load balancer configuration written and reloaded"
+        );
     }
     Ok(())
 }
 
 /// The node containers of the cluster's control-plane Machines that are being deleted.
-async fn draining_nodes<D>(ctx: &Context<D>, namespace: &str, cluster: &str) -> Result<Vec<String>, Error> {
+async fn draining_nodes<D>(
+    ctx: &Context<D>,
+    namespace: &str,
+    cluster: &str,
+) -> Result<Vec<String>, Error> {
     let selector = format!("{CLUSTER_NAME_LABEL}={cluster},{CONTROL_PLANE_LABEL}");
     let machines = Api::<Machine>::namespaced(ctx.client.clone(), namespace)
         .list(&ListParams::default().labels(&selector))

@@ -6,18 +6,15 @@
 //! finalizer); pause is honoured before anything else, deletion included; the finalizer is added
 //! only once the owner exists.
 
+pub mod backends;
 pub mod kindcluster;
 pub mod kindmachine;
-pub mod backends;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use capkind_api::v1beta1::KindMachine;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
-use tokio::sync::mpsc::UnboundedReceiver;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -43,9 +40,6 @@ pub struct Context<D> {
     pub sync_period: Duration,
     /// How node containers get their rights.
     pub node_privileges: Privileges,
-    /// Background bootstraps (KindMachine controller).
-    pub bootstraps: kindmachine::bootstrap::Runner,
-    bootstrap_progress: Mutex<Option<UnboundedReceiver<ObjectRef<KindMachine>>>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -56,15 +50,12 @@ impl<D> Context<D> {
             controller: format!("capkind-{controller}"),
             instance: std::env::var("POD_NAME").ok(),
         };
-        let (bootstraps, progress) = kindmachine::bootstrap::Runner::new();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             docker,
             sync_period,
             node_privileges: Privileges::default(),
-            bootstraps,
-            bootstrap_progress: Mutex::new(Some(progress)),
             failures: Mutex::default(),
         }
     }
@@ -73,11 +64,6 @@ impl<D> Context<D> {
     pub fn with_node_privileges(mut self, privileges: Privileges) -> Self {
         self.node_privileges = privileges;
         self
-    }
-
-    /// The stream of KindMachines whose bootstrap moved on (taken once, by the controller).
-    pub fn take_bootstrap_progress(&self) -> Option<UnboundedReceiver<ObjectRef<KindMachine>>> {
-        self.bootstrap_progress.lock().ok()?.take()
     }
 
     /// Forgets the failures of an object that reconciled successfully.

@@ -64,3 +64,90 @@ pub fn kind_spec(network: &str) -> serde_json::Value {
     let (repository, tag) = crate::docker::images().haproxy_repository_and_tag();
     json!({"network": network, "loadBalancer": {"imageRepository": repository, "imageTag": tag}})
 }
+
+/// Marks the Cluster's infrastructure ready (and the control plane initialized, when asked) in
+/// its status, as Cluster API core does.
+pub async fn mark_cluster(client: &Client, ns: &str, name: &str, control_plane_initialized: bool) {
+    let mut conditions = vec![];
+    if control_plane_initialized {
+        conditions.push(json!({"type": "ControlPlaneInitialized", "status": "True",
+                               "lastTransitionTime": "2026-11-23T10:00:00Z"}));
+    }
+    let status = json!({"status": {"infrastructureReady": true, "conditions": conditions}});
+    Api::<Cluster>::namespaced(client.clone(), ns)
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .expect("patch Cluster status");
+}
+
+/// A bootstrap Secret as CABPK writes it: keys `value` and `format`.
+pub async fn bootstrap_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    cluster: &str,
+    format: &str,
+    value: &str,
+) {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": cluster}},
+        "type": "cluster.x-k8s.io/secret",
+        "stringData": {"value": value, "format": format}
+    }))
+    .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+}
+
+/// A Machine (control plane or worker) and its KindMachine, linked as core links them: the
+/// Machine's infrastructureRef names the KindMachine, which the Machine owns.
+pub async fn machine_with_kindmachine(
+    client: &Client,
+    ns: &str,
+    cluster: &str,
+    name: &str,
+    control_plane: bool,
+    data_secret: Option<&str>,
+    kind_spec: serde_json::Value,
+) -> capkind_api::v1beta1::KindMachine {
+    let mut labels = json!({"cluster.x-k8s.io/cluster-name": cluster});
+    if control_plane {
+        labels["cluster.x-k8s.io/control-plane"] = json!("");
+    }
+    let machine: capkind_api::capi::Machine = serde_json::from_value(json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"clusterName": cluster, "version": "v1.31.0",
+                 "bootstrap": {"dataSecretName": data_secret},
+                 "infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachine",
+                                       "name": name, "namespace": ns}}
+    }))
+    .expect("machine");
+    let machine = Api::<capkind_api::capi::Machine>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &machine)
+        .await
+        .expect("create Machine");
+    let km: capkind_api::v1beta1::KindMachine = serde_json::from_value(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachine",
+        "metadata": {"name": name, "namespace": ns, "labels": labels,
+                     "ownerReferences": [{"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+                                          "name": name, "uid": machine.uid().expect("uid")}]},
+        "spec": kind_spec
+    }))
+    .expect("kindmachine");
+    Api::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &km)
+        .await
+        .expect("create KindMachine")
+}
+
+/// The KindMachine spec that runs the local node image.
+pub fn machine_spec() -> serde_json::Value {
+    json!({"customImage": crate::docker::images().node})
+}

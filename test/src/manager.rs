@@ -18,15 +18,24 @@ impl Manager {
     /// Starts the controllers for `namespace`.
     pub async fn start(client: Client, namespace: &str) -> Self {
         let docker = crate::docker::engine().await;
-        let ctx = Arc::new(Context::new(
-            client,
-            docker,
+        let sync = Duration::from_secs(600);
+        let clusters = Arc::new(Context::new(
+            client.clone(),
+            docker.clone(),
             "kindcluster",
-            Duration::from_secs(600),
+            sync,
         ));
+        // This engine refuses --privileged (docs/docker-engine.md).
+        let machines = Arc::new(
+            Context::new(client, docker, "kindmachine", sync)
+                .with_node_privileges(Privileges::Capabilities),
+        );
         let ns = namespace.to_string();
         let handle = tokio::spawn(async move {
-            kindcluster::run(ctx, Some(&ns), 4, std::future::pending()).await;
+            tokio::join!(
+                kindcluster::run(clusters, Some(&ns), 4, std::future::pending()),
+                kindmachine::run(machines, Some(&ns), 8, std::future::pending()),
+            );
         });
         Self { handle }
     }

@@ -1,213 +1,264 @@
-//! Runs bootstrap plans inside node containers, in the background so that a long kubeadm run
-//! never holds a reconcile worker. One task per container; its state is kept here and every
-//! change wakes the KindMachine's reconcile. A started-marker inside the node outlives the
-//! manager: after a restart a bootstrap is never run a second time, only awaited.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use capkind_api::v1beta1::KindMachine;
-use kube::runtime::reflector::ObjectRef;
-use tokio::sync::mpsc;
+//! Runs a bootstrap plan inside the node itself, so that it neither holds a reconcile worker nor
+//! depends on the manager staying alive: all files and a generated script go in with one archive
+//! upload, the script is started detached, and reconciles read its progress from files in
+//! /run/capkind. The staged files hold keys; the script deletes them when it ends. A manager restarted in the middle finds the script where it is; a started-marker
+//! makes sure it is never started twice.
 
 use crate::bootstrap::{self, File, Plan, Step};
 use crate::docker::{self, ContainerRuntime};
 
+/// Where the script keeps its state (tmpfs: gone when the node restarts, like the sentinel).
+const DIR: &str = "/run/capkind";
+/// Where files are uploaded to. Docker's archive upload cannot write into tmpfs mounts such as
+/// /run, so uploads go to the /var volume and the script puts each file in place from inside.
+const STAGE: &str = "/var/lib/capkind/bootstrap";
+
 /// Where a bootstrap stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
-    /// Running step `step` of `of`.
-    Running { step: usize, of: usize },
-    /// Finished and the sentinel exists.
-    Succeeded { seconds: u64 },
+    /// Never started in this container.
+    NotStarted,
+    /// Running step `step` of `of` for `elapsed` seconds.
+    Running {
+        step: usize,
+        of: usize,
+        elapsed: u64,
+    },
+    /// Ran to its end and the sentinel exists.
+    Succeeded,
     /// A step failed or the sentinel is missing; the message is safe to show.
     Failed { message: String },
-    /// Did not finish within the timeout.
-    TimedOut { after: Duration },
+    /// Stopped after the timeout.
+    TimedOut { after: u64 },
 }
 
-/// The bootstrap tasks of one manager.
-#[derive(Clone)]
-pub struct Runner {
-    states: Arc<Mutex<HashMap<String, State>>>,
-    handles: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
-    wake: mpsc::UnboundedSender<ObjectRef<KindMachine>>,
-}
-
-impl Runner {
-    /// A runner and the stream of KindMachines to reconcile when a bootstrap moves on.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<KindMachine>>) {
-        let (wake, woken) = mpsc::unbounded_channel();
-        (Self { states: Arc::default(), handles: Arc::default(), wake }, woken)
-    }
-
-    /// The state of the bootstrap of `container`, if this manager ran one.
-    pub fn state(&self, container: &str) -> Option<State> {
-        self.states.lock().ok()?.get(container).cloned()
-    }
-
-    /// Starts running `plan` in `container`, unless a task for it exists already.
-    pub fn start<D: ContainerRuntime + Clone>(
-        &self,
-        docker: D,
-        container: &str,
-        plan: Plan,
-        timeout: Duration,
-        machine: ObjectRef<KindMachine>,
-    ) {
-        let Ok(mut states) = self.states.lock() else { return };
-        if states.contains_key(container) {
-            return;
-        }
-        states.insert(container.to_string(), State::Running { step: 0, of: plan.len() });
-        drop(states);
-        let runner = self.clone();
-        let name = container.to_string();
-        let task = tokio::spawn(async move {
-            let started = Instant::now();
-            let progress = |step| runner.set(&name, State::Running { step, of: plan.len() }, &machine);
-            let state = match tokio::time::timeout(timeout, run(&docker, &name, &plan, progress)).await {
-                Ok(Ok(())) => State::Succeeded { seconds: started.elapsed().as_secs() },
-                Ok(Err(message)) => State::Failed { message },
-                Err(_) => State::TimedOut { after: timeout },
-            };
-            runner.set(&name, state, &machine);
-        });
-        if let Ok(mut handles) = self.handles.lock() {
-            handles.insert(container.to_string(), task.abort_handle());
-        }
-    }
-
-    /// Stops the bootstrap of `container` (the machine is being deleted) and forgets it.
-    pub fn cancel(&self, container: &str) {
-        if let Some(handle) = self.handles.lock().ok().and_then(|mut h| h.remove(container)) {
-            handle.abort();
-        }
-        if let Ok(mut states) = self.states.lock() {
-            states.remove(container);
-        }
-    }
-
-    fn set(&self, container: &str, state: State, machine: &ObjectRef<KindMachine>) {
-        if let Ok(mut states) = self.states.lock()
-            && states.contains_key(container)
-        {
-            states.insert(container.to_string(), state);
-        }
-        let _ = self.wake.send(machine.clone());
-    }
-}
-
-/// Runs the plan: marker first, then each step, then the sentinel check.
-async fn run<D: ContainerRuntime>(docker: &D, container: &str, plan: &Plan, progress: impl Fn(usize)) -> Result<(), String> {
-    let marker = format!("mkdir -p /run/cluster-api && date +%s > {}", bootstrap::STARTED_MARKER);
-    exec_ok(docker, container, &["sh", "-c", &marker]).await?;
-    for (i, step) in plan.steps.iter().enumerate() {
-        progress(i + 1);
-        match step {
-            Step::WriteFiles(files) => write_files(docker, container, files).await?,
-            Step::Run(argv) => {
-                let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-                let out = docker.exec(container, &args, None).await.map_err(|e| e.to_string())?;
-                if out.exit_code != 0 {
-                    return Err(format!(
-                        "command {} exited with {}: {}",
-                        redact(&shell_words(argv)),
-                        out.exit_code,
-                        redact(&tail(&out.stdout, &out.stderr))
-                    ));
+/// Starts `plan` in `container`: one upload, one exec.
+pub async fn start<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+    plan: &Plan,
+) -> Result<(), docker::Error> {
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut add = |path: String, mode: u32, content: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(mode);
+        header.set_mtime(0);
+        header.set_cksum();
+        archive.append_data(&mut header, path, content)
+    };
+    let archived = (|| {
+        let mut n = 0;
+        for step in &plan.steps {
+            if let Step::WriteFiles(files) = step {
+                for f in files {
+                    add(format!("{}/files/{n}", &STAGE[1..]), 0o600, &f.content)?;
+                    n += 1;
                 }
             }
         }
-    }
-    let check = docker.exec(container, &["test", "-f", bootstrap::SENTINEL], None).await.map_err(|e| e.to_string())?;
-    if check.exit_code != 0 {
-        return Err(format!("the bootstrap ran to its end but did not create {}", bootstrap::SENTINEL));
-    }
-    Ok(())
-}
-
-async fn exec_ok<D: ContainerRuntime>(docker: &D, container: &str, argv: &[&str]) -> Result<(), String> {
-    let out = docker.exec(container, argv, None).await.map_err(|e| e.to_string())?;
-    if out.exit_code != 0 {
-        return Err(format!("{} exited with {}: {}", argv.join(" "), out.exit_code, redact(&tail(&out.stdout, &out.stderr))));
-    }
-    Ok(())
-}
-
-/// One archive upload for the files; appends and owners need one more exec for the group.
-async fn write_files<D: ContainerRuntime>(docker: &D, container: &str, files: &[File]) -> Result<(), String> {
-    let mut archive = tar::Builder::new(Vec::new());
-    let mut script = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let at = if f.append { format!("run/capkind/append/{i}") } else { f.path[1..].to_string() };
-        let mut header = tar::Header::new_gnu();
-        header.set_size(f.content.len() as u64);
-        header.set_mode(f.mode);
-        header.set_mtime(0);
-        header.set_cksum();
-        archive.append_data(&mut header, &at, f.content.as_slice()).map_err(|e| format!("packing {}: {e}", f.path))?;
-        if f.append {
-            script.push(format!("mkdir -p \"$(dirname '{0}')\" && cat /{at} >> '{0}' && rm /{at}", f.path));
-        }
-        if let Some(owner) = &f.owner {
-            script.push(format!("chown '{owner}' '{}'", f.path));
-        }
-    }
-    let bytes = archive.into_inner().map_err(|e| format!("packing files: {e}"))?;
-    docker.upload(container, "/", bytes).await.map_err(|e: docker::Error| e.to_string())?;
-    if !script.is_empty() {
-        exec_ok(docker, container, &["sh", "-c", &script.join(" && ")]).await?;
-    }
-    Ok(())
-}
-
-/// What an earlier run of the manager left in a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Earlier {
-    /// No bootstrap was ever started in this container.
-    NotStarted,
-    /// A bootstrap started and the sentinel exists.
-    Succeeded,
-    /// A bootstrap started this many seconds ago and has not created the sentinel yet.
-    Unfinished { seconds_ago: u64 },
-}
-
-/// Reads the started-marker and the sentinel inside `container`.
-pub async fn earlier<D: ContainerRuntime>(docker: &D, container: &str) -> Result<Earlier, docker::Error> {
-    let script = format!(
-        "test -f {m} || exit 3; test -f {s} && exit 0; echo $(( $(date +%s) - $(cat {m}) ))",
-        m = bootstrap::STARTED_MARKER,
-        s = bootstrap::SENTINEL
+        add(
+            format!("{}/bootstrap.sh", &STAGE[1..]),
+            0o700,
+            script(plan).as_bytes(),
+        )?;
+        add(
+            format!("{}/steps.txt", &STAGE[1..]),
+            0o600,
+            descriptions(plan).as_bytes(),
+        )
+    })();
+    archived.map_err(|e| docker::Error::Engine {
+        what: "pack bootstrap files".into(),
+        status: 0,
+        message: e.to_string(),
+    })?;
+    let bytes = archive.into_inner().map_err(|e| docker::Error::Engine {
+        what: "pack bootstrap files".into(),
+        status: 0,
+        message: e.to_string(),
+    })?;
+    docker.upload(container, "/", bytes).await?;
+    let launch = format!(
+        "test -f {m} && exit 0; mkdir -p /run/cluster-api {DIR} && date +%s > {m} && \
+         setsid sh {STAGE}/bootstrap.sh > {DIR}/bootstrap.log 2>&1 < /dev/null &",
+        m = bootstrap::STARTED_MARKER
     );
-    let out = docker.exec(container, &["sh", "-c", &script], None).await?;
-    Ok(match out.exit_code {
-        3 => Earlier::NotStarted,
-        _ if out.stdout.is_empty() => Earlier::Succeeded,
-        _ => Earlier::Unfinished { seconds_ago: String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0) },
+    let out = docker.exec(container, &["sh", "-c", &launch], None).await?;
+    if out.exit_code != 0 {
+        return Err(docker::Error::Engine {
+            what: format!("start bootstrap in {container}"),
+            status: 0,
+            message: format!("exit code {}", out.exit_code),
+        });
+    }
+    Ok(())
+}
+
+/// Reads where the bootstrap of `container` stands; stops it when it ran past `timeout_secs`.
+pub async fn observe<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+    timeout_secs: u64,
+) -> Result<State, docker::Error> {
+    let probe = format!(
+        "test -f {m} || {{ echo none; exit 0; }}; \
+         echo \"$(( $(date +%s) - $(cat {m}) )) $(cat {DIR}/bootstrap.step 2>/dev/null || echo 0) $(cat {DIR}/bootstrap.status 2>/dev/null || echo running) $(wc -l < {STAGE}/steps.txt)\"; \
+         if [ -f {DIR}/bootstrap.failed ]; then read n code < {DIR}/bootstrap.failed; \
+         echo \"$code\"; sed -n \"${{n}}p\" {STAGE}/steps.txt; tail -c 1024 {DIR}/bootstrap.log; fi",
+        m = bootstrap::STARTED_MARKER
+    );
+    let out = docker.exec(container, &["sh", "-c", &probe], None).await?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("none").split_whitespace().collect();
+    let (elapsed, step, status, of) = match head.as_slice() {
+        [elapsed, step, status, of] => (
+            elapsed.parse().unwrap_or(0),
+            step.parse().unwrap_or(0),
+            *status,
+            of.parse().unwrap_or(0),
+        ),
+        ["none"] => return Ok(State::NotStarted),
+        _ => {
+            return Ok(State::Failed {
+                message: format!(
+                    "the bootstrap was started but its state in {DIR} and {STAGE} cannot be read"
+                ),
+            });
+        }
+    };
+    Ok(match status {
+        "succeeded" => State::Succeeded,
+        "timeout" => State::TimedOut {
+            after: timeout_secs,
+        },
+        "nosentinel" => State::Failed {
+            message: format!(
+                "the bootstrap ran to its end but did not create {}",
+                bootstrap::SENTINEL
+            ),
+        },
+        "failed" => {
+            let code = lines.next().unwrap_or_default().to_string();
+            let command = lines.next().unwrap_or_default().to_string();
+            let output: Vec<&str> = lines.collect();
+            let output = output[output.len().saturating_sub(10)..].join("\n");
+            State::Failed {
+                message: redact(&format!("{command} exited with {code}: {output}")),
+            }
+        }
+        _ if elapsed > timeout_secs => {
+            stop(docker, container).await?;
+            State::TimedOut {
+                after: timeout_secs,
+            }
+        }
+        _ => State::Running { step, of, elapsed },
     })
 }
 
-fn shell_words(argv: &[String]) -> String {
-    match argv {
-        [sh, c, script] if sh.ends_with("sh") && c == "-c" => script.clone(),
-        _ => argv.join(" "),
-    }
+/// Stops a running bootstrap and records that it timed out.
+async fn stop<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), docker::Error> {
+    let kill = format!(
+        "kill -TERM -$(cat {DIR}/bootstrap.pid) 2>/dev/null; sleep 1; kill -KILL -$(cat {DIR}/bootstrap.pid) 2>/dev/null; \
+         echo timeout > {DIR}/bootstrap.status"
+    );
+    docker
+        .exec(container, &["sh", "-c", &kill], None)
+        .await
+        .map(|_| ())
 }
 
-/// The last lines of a command's output, at most 1 KiB.
-fn tail(stdout: &[u8], stderr: &[u8]) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(stdout), String::from_utf8_lossy(stderr));
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    let joined = lines[lines.len().saturating_sub(10)..].join("\n");
-    let cut = joined.char_indices().rev().nth(1023).map_or(0, |(i, _)| i);
-    joined[cut..].to_string()
+/// The script that carries out the plan inside the node. Each step records its number; the
+/// first failure records the step and exit code and ends the script.
+fn script(plan: &Plan) -> String {
+    let mut s = format!(
+        "#!/bin/sh\n# Generated by cluster-api-provider-kind from the bootstrap data.\n\
+         echo $$ > {DIR}/bootstrap.pid\n\
+         trap 'rm -rf {STAGE}/files' EXIT\n\
+         fail() {{ echo \"$1 $2\" > {DIR}/bootstrap.failed; echo failed > {DIR}/bootstrap.status; exit 0; }}\n\
+         # Wait until systemd has booted the node (kindest/node images run systemd); its bus\n\
+         # appears a moment after the container starts.\n\
+         if command -v systemctl >/dev/null 2>&1; then i=0; while [ $i -lt 600 ]; do\n\
+           case \"$(systemctl is-system-running --wait 2>/dev/null)\" in running|degraded) break;; esac\n\
+           i=$((i+1)); sleep 0.1; done; fi\n"
+    );
+    let mut n = 0;
+    for (i, step) in plan.steps.iter().enumerate() {
+        let number = i + 1;
+        s.push_str(&format!("echo {number} > {DIR}/bootstrap.step\n"));
+        match step {
+            Step::WriteFiles(files) => {
+                for f in files {
+                    s.push_str(&format!("{{ {}; }} || fail {number} $?\n", place(f, n)));
+                    n += 1;
+                }
+            }
+            Step::Run(argv) => {
+                let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+                s.push_str(&format!("{} || fail {number} $?\n", words.join(" ")));
+            }
+        }
+    }
+    s.push_str(&format!(
+        "if [ -f {} ]; then echo succeeded > {DIR}/bootstrap.status; else echo nosentinel > {DIR}/bootstrap.status; fi\n",
+        bootstrap::SENTINEL
+    ));
+    s
+}
+
+/// Shell commands that put staged file `n` in place.
+fn place(f: &File, n: usize) -> String {
+    let path = quote(&f.path);
+    let redirect = if f.append { ">>" } else { ">" };
+    let mut cmd = format!(
+        "mkdir -p \"$(dirname {path})\" && cat {STAGE}/files/{n} {redirect} {path} && chmod {:o} {path}",
+        f.mode
+    );
+    if let Some(owner) = &f.owner {
+        cmd.push_str(&format!(" && chown {} {path}", quote(owner)));
+    }
+    cmd
+}
+
+/// One line per step, for failure messages: the command, or the files written.
+fn descriptions(plan: &Plan) -> String {
+    plan.steps
+        .iter()
+        .map(|step| match step {
+            Step::WriteFiles(files) => {
+                format!(
+                    "writing {}",
+                    files
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+            Step::Run(argv) => match argv.as_slice() {
+                [sh, c, script] if sh.ends_with("sh") && c == "-c" => format!("command {script:?}"),
+                _ => format!("command {:?}", argv.join(" ")),
+            },
+        })
+        .map(|line| redact(&line.replace('\n', " ")) + "\n")
+        .collect()
+}
+
+/// Single-quotes a word for sh.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Hides the values of kubeadm's secret flags (tokens, certificate keys).
 pub fn redact(text: &str) -> String {
-    const SECRET_FLAGS: [&str; 4] = ["--token", "--certificate-key", "--discovery-token", "--tls-bootstrap-token"];
+    const SECRET_FLAGS: [&str; 4] = [
+        "--token",
+        "--certificate-key",
+        "--discovery-token",
+        "--tls-bootstrap-token",
+    ];
     let mut out = Vec::new();
     let mut hide_next = false;
     for word in text.split(' ') {
@@ -217,7 +268,9 @@ pub fn redact(text: &str) -> String {
             continue;
         }
         match SECRET_FLAGS.iter().find(|f| word.starts_with(*f)) {
-            Some(flag) if word.len() > flag.len() && word.as_bytes()[flag.len()] == b'=' => out.push(format!("{flag}=[redacted]")),
+            Some(flag) if word.as_bytes().get(flag.len()) == Some(&b'=') => {
+                out.push(format!("{flag}=[redacted]"))
+            }
             Some(flag) if word.len() == flag.len() => {
                 out.push(word.to_string());
                 hide_next = true;
@@ -242,9 +295,23 @@ mod tests {
     }
 
     #[test]
-    fn tail_keeps_the_last_lines() {
-        let out: String = (1..=30).map(|i| format!("line {i}\n")).collect();
-        let t = tail(out.as_bytes(), b"error: boom\n");
-        assert!(t.ends_with("line 30\nerror: boom") && !t.contains("line 20\n"), "{t}");
+    fn script_keeps_the_plan_order_and_quotes_words() {
+        let plan = bootstrap::cloudinit::plan(
+            b"runcmd:\n- echo it's first\nwrite_files:\n- path: /etc/a b\n  content: x\n  owner: nobody\n  permissions: '0600'\n  append: true\nruncmd2: []\n",
+        )
+        .expect("plan");
+        let s = script(&plan);
+        let run = s
+            .find("'/bin/sh' '-c' 'echo it'\\''s first' || fail 1 $?")
+            .expect(&s);
+        let write = s
+            .find("cat /var/lib/capkind/bootstrap/files/0 >> '/etc/a b' && chmod 600 '/etc/a b' && chown 'nobody' '/etc/a b'; } || fail 2 $?")
+            .expect(&s);
+        assert!(run < write, "{s}");
+        assert!(s.contains("echo 2 > /run/capkind/bootstrap.step"));
+        assert_eq!(
+            descriptions(&plan),
+            "command \"echo it's first\"\nwriting /etc/a b\n"
+        );
     }
 }

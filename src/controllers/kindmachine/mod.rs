@@ -1,7 +1,7 @@
 //! The KindMachine controller: a node container per Machine, its bootstrap, its place behind
 //! the load balancer, and its provider ID. Reconciles on changes to KindMachines, to their
-//! Machines, Clusters and KindClusters, to their containers in Docker, and when a bootstrap
-//! moves on.
+//! Machines, Clusters and KindClusters, and to their containers in Docker; a running bootstrap
+//! is looked at every few seconds.
 
 pub mod bootstrap;
 mod reconcile;
@@ -30,7 +30,10 @@ pub async fn run<D: ContainerRuntime + Clone>(
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    fn api<K: Resource<Scope = kube::core::NamespaceResourceScope>>(client: kube::Client, ns: Option<&str>) -> Api<K>
+    fn api<K: Resource<Scope = kube::core::NamespaceResourceScope>>(
+        client: kube::Client,
+        ns: Option<&str>,
+    ) -> Api<K>
     where
         K::DynamicType: Default,
     {
@@ -40,30 +43,52 @@ pub async fn run<D: ContainerRuntime + Clone>(
         }
     }
     let client = ctx.client.clone();
-    let controller = Controller::new(api::<KindMachine>(client.clone(), namespace), watcher::Config::default());
+    let controller = Controller::new(
+        api::<KindMachine>(client.clone(), namespace),
+        watcher::Config::default(),
+    );
     let store = controller.store();
-    let progress = ctx.take_bootstrap_progress().map(|rx| tokio_stream_of(rx).boxed()).unwrap_or_else(|| futures::stream::empty().boxed());
-    let triggers = futures::stream::select(progress, node_events(ctx.docker.clone()).boxed());
+    let triggers = node_events(ctx.docker.clone());
     let (by_cluster, by_kindcluster) = (store.clone(), store);
     controller
-        .watches(api::<Machine>(client.clone(), namespace), watcher::Config::default(), machine_to_kindmachine)
-        .watches(api::<Cluster>(client.clone(), namespace), watcher::Config::default(), move |c: Cluster| {
-            machines_of(&by_cluster, &c.namespace().unwrap_or_default(), &c.name_any())
-        })
-        .watches(api::<KindCluster>(client, namespace), watcher::Config::default(), move |kc: KindCluster| {
-            let cluster = kc.labels().get(CLUSTER_NAME_LABEL).cloned().unwrap_or_else(|| kc.name_any());
-            machines_of(&by_kindcluster, &kc.namespace().unwrap_or_default(), &cluster)
-        })
+        .watches(
+            api::<Machine>(client.clone(), namespace),
+            watcher::Config::default(),
+            machine_to_kindmachine,
+        )
+        .watches(
+            api::<Cluster>(client.clone(), namespace),
+            watcher::Config::default(),
+            move |c: Cluster| {
+                machines_of(
+                    &by_cluster,
+                    &c.namespace().unwrap_or_default(),
+                    &c.name_any(),
+                )
+            },
+        )
+        .watches(
+            api::<KindCluster>(client, namespace),
+            watcher::Config::default(),
+            move |kc: KindCluster| {
+                let cluster = kc
+                    .labels()
+                    .get(CLUSTER_NAME_LABEL)
+                    .cloned()
+                    .unwrap_or_else(|| kc.name_any());
+                machines_of(
+                    &by_kindcluster,
+                    &kc.namespace().unwrap_or_default(),
+                    &cluster,
+                )
+            },
+        )
         .reconcile_on(triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-fn tokio_stream_of<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl Stream<Item = T> + Send {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// A Machine maps to the KindMachine its infrastructureRef names.
@@ -77,7 +102,11 @@ fn machine_to_kindmachine(m: Machine) -> Option<ObjectRef<KindMachine>> {
 }
 
 /// The KindMachines of a cluster, from the controller's own cache (no API calls in a mapper).
-fn machines_of(store: &Store<KindMachine>, namespace: &str, cluster: &str) -> Vec<ObjectRef<KindMachine>> {
+fn machines_of(
+    store: &Store<KindMachine>,
+    namespace: &str,
+    cluster: &str,
+) -> Vec<ObjectRef<KindMachine>> {
     store
         .state()
         .iter()
@@ -90,14 +119,19 @@ fn machines_of(store: &Store<KindMachine>, namespace: &str, cluster: &str) -> Ve
 }
 
 /// KindMachines whose node container changed state in Docker. Reconnects a second apart.
-fn node_events<D: ContainerRuntime + Clone>(docker: D) -> impl Stream<Item = ObjectRef<KindMachine>> + Send + 'static {
+fn node_events<D: ContainerRuntime + Clone>(
+    docker: D,
+) -> impl Stream<Item = ObjectRef<KindMachine>> + Send + 'static {
     futures::stream::unfold(true, move |first| {
         let docker = docker.clone();
         async move {
             if !first {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Some((docker.container_events(&[(labels::OWNER_KIND, "KindMachine")]), false))
+            Some((
+                docker.container_events(&[(labels::OWNER_KIND, "KindMachine")]),
+                false,
+            ))
         }
     })
     .flatten()

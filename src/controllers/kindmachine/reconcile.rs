@@ -10,12 +10,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{Span, info, instrument};
 
 use super::bootstrap::{self, State};
-use super::status::{self, BOOTSTRAP_EXEC_SUCCEEDED, CONTAINER_PROVISIONED, Findings, problem, waiting};
+use super::status::{
+    self, BOOTSTRAP_EXEC_SUCCEEDED, CONTAINER_PROVISIONED, Findings, problem, waiting,
+};
 use crate::capi::{self, conditions::Cond};
 use crate::controllers::{self, Context, Error};
 use crate::docker::{Container, ContainerRuntime, labels};
@@ -34,14 +35,21 @@ struct Inputs {
 
 /// Reconciles one KindMachine.
 #[instrument(skip_all, fields(controller = "kindmachine", namespace = km.namespace(), name = km.name_any(), cluster))]
-pub async fn reconcile<D: ContainerRuntime + Clone>(km: Arc<KindMachine>, ctx: Arc<Context<D>>) -> Result<Action, Error> {
+pub async fn reconcile<D: ContainerRuntime + Clone>(
+    km: Arc<KindMachine>,
+    ctx: Arc<Context<D>>,
+) -> Result<Action, Error> {
     let ns = km.namespace().unwrap_or_default();
     let api: Api<KindMachine> = Api::namespaced(ctx.client.clone(), &ns);
     if capi::is_externally_managed(&km.metadata) {
         return Ok(Action::await_change());
     }
     let machine = match capi::owner(&km.metadata, "Machine") {
-        Some(owner) => Api::<Machine>::namespaced(ctx.client.clone(), &ns).get_opt(&owner.name).await?,
+        Some(owner) => {
+            Api::<Machine>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&owner.name)
+                .await?
+        }
         None => None,
     };
     let Some(machine) = machine else {
@@ -51,16 +59,33 @@ pub async fn reconcile<D: ContainerRuntime + Clone>(km: Arc<KindMachine>, ctx: A
         info!("waiting for Cluster API to set the owner Machine");
         return Ok(Action::await_change());
     };
-    let cluster_name = machine.labels().get(CLUSTER_NAME_LABEL).cloned().unwrap_or_else(|| machine.spec.cluster_name.clone());
+    let cluster_name = machine
+        .labels()
+        .get(CLUSTER_NAME_LABEL)
+        .cloned()
+        .unwrap_or_else(|| machine.spec.cluster_name.clone());
     Span::current().record("cluster", cluster_name.as_str());
-    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &ns).get_opt(&cluster_name).await?;
+    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&cluster_name)
+        .await?;
     let paused = cluster.as_ref().is_some_and(Cluster::is_paused);
     if let Some(message) = capi::paused_message(paused, &km.metadata, "KindMachine") {
-        controllers::apply_status(&api, &km, km.status.as_ref(), &status::paused(&km, &message, &now())).await?;
+        controllers::apply_status(
+            &api,
+            &km,
+            km.status.as_ref(),
+            &status::paused(&km, &message, &now()),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
     let container = node::container_name(&cluster_name, &machine.name_any());
-    let inputs = Inputs { machine, cluster_name, cluster, container };
+    let inputs = Inputs {
+        machine,
+        cluster_name,
+        cluster,
+        container,
+    };
     let result = if km.meta().deletion_timestamp.is_some() {
         delete(&km, &api, &ctx, &inputs).await
     } else {
@@ -80,8 +105,17 @@ pub async fn reconcile<D: ContainerRuntime + Clone>(km: Arc<KindMachine>, ctx: A
                 failure_domain: inputs.machine.spec.failure_domain.clone(),
             };
             let st = status::status(&km, &findings, &now());
-            if controllers::apply_status(&api, &km, km.status.as_ref(), &st).await.unwrap_or(false) {
-                ctx.event(km.as_ref(), EventType::Warning, error.reason(), error.to_string()).await;
+            if controllers::apply_status(&api, &km, km.status.as_ref(), &st)
+                .await
+                .unwrap_or(false)
+            {
+                ctx.event(
+                    km.as_ref(),
+                    EventType::Warning,
+                    error.reason(),
+                    error.to_string(),
+                )
+                .await;
             }
             Err(error)
         }
@@ -94,13 +128,24 @@ fn now() -> Time {
 
 /// The bootstrap condition as last written, so that an unrelated error does not reset it.
 fn current_bootstrap_cond(km: &KindMachine) -> Cond {
-    let found = km.status.as_ref().and_then(|s| s.v1beta2.as_ref()).and_then(|v| {
-        v.conditions.iter().find(|c| c.type_ == BOOTSTRAP_EXEC_SUCCEEDED).cloned()
-    });
+    let found = km
+        .status
+        .as_ref()
+        .and_then(|s| s.v1beta2.as_ref())
+        .and_then(|v| {
+            v.conditions
+                .iter()
+                .find(|c| c.type_ == BOOTSTRAP_EXEC_SUCCEEDED)
+                .cloned()
+        });
     match found {
         Some(c) if c.status == "True" => Cond::ok(BOOTSTRAP_EXEC_SUCCEEDED, &c.reason, c.message),
         Some(c) => waiting(BOOTSTRAP_EXEC_SUCCEEDED, &c.reason, c.message),
-        None => waiting(BOOTSTRAP_EXEC_SUCCEEDED, "WaitingForContainer", "Waiting for the node container"),
+        None => waiting(
+            BOOTSTRAP_EXEC_SUCCEEDED,
+            "WaitingForContainer",
+            "Waiting for the node container",
+        ),
     }
 }
 
@@ -118,8 +163,18 @@ pub fn provider_id(cluster: &str, container: &str) -> String {
     format!("kind://{cluster}/kind/{container}")
 }
 
-async fn write(api: &Api<KindMachine>, km: &KindMachine, findings: &Findings) -> Result<bool, Error> {
-    Ok(controllers::apply_status(api, km, km.status.as_ref(), &status::status(km, findings, &now())).await?)
+async fn write(
+    api: &Api<KindMachine>,
+    km: &KindMachine,
+    findings: &Findings,
+) -> Result<bool, Error> {
+    Ok(controllers::apply_status(
+        api,
+        km,
+        km.status.as_ref(),
+        &status::status(km, findings, &now()),
+    )
+    .await?)
 }
 
 async fn provision<D: ContainerRuntime + Clone>(
@@ -140,10 +195,24 @@ async fn provision<D: ContainerRuntime + Clone>(
     // Provisioned once: a lost container is reported, never silently re-created and bootstrapped.
     if km.spec.provider_id.is_some() && !existing.as_ref().is_some_and(|c| c.running) {
         let (reason, message) = match &existing {
-            None => ("ContainerDeleted", format!("Container {name} no longer exists")),
-            Some(c) => ("ContainerStopped", format!("Container {name} is not running anymore (state {})", c.state)),
+            None => (
+                "ContainerDeleted",
+                format!("Container {name} no longer exists"),
+            ),
+            Some(c) => (
+                "ContainerStopped",
+                format!(
+                    "Container {name} is not running anymore (state {})",
+                    c.state
+                ),
+            ),
         };
-        let findings = Findings { container: problem(CONTAINER_PROVISIONED, reason, message), bootstrap: bootstrap_cond, addresses: None, failure_domain: fd };
+        let findings = Findings {
+            container: problem(CONTAINER_PROVISIONED, reason, message),
+            bootstrap: bootstrap_cond,
+            addresses: None,
+            failure_domain: fd,
+        };
         write(api, km, &findings).await?;
         return Ok(Action::await_change());
     }
@@ -151,13 +220,23 @@ async fn provision<D: ContainerRuntime + Clone>(
         Some(c) if c.running => c,
         Some(_) => {
             ctx.docker.start(name).await?;
-            ctx.docker.inspect(name).await?.ok_or_else(|| Error::NoAddress { container: name.clone(), network: String::new() })?
+            ctx.docker
+                .inspect(name)
+                .await?
+                .ok_or_else(|| Error::NoAddress {
+                    container: name.clone(),
+                    network: String::new(),
+                })?
         }
         None => match wait_reason(inputs) {
             Some((reason, message)) => {
                 let findings = Findings {
                     container: waiting(CONTAINER_PROVISIONED, reason, message),
-                    bootstrap: waiting(BOOTSTRAP_EXEC_SUCCEEDED, "WaitingForContainer", "Waiting for the node container"),
+                    bootstrap: waiting(
+                        BOOTSTRAP_EXEC_SUCCEEDED,
+                        "WaitingForContainer",
+                        "Waiting for the node container",
+                    ),
                     addresses: None,
                     failure_domain: fd,
                 };
@@ -173,22 +252,37 @@ async fn provision<D: ContainerRuntime + Clone>(
         let ipv6 = inputs.cluster.as_ref().is_some_and(Cluster::is_ipv6);
         controllers::backends::reconfigure(ctx, &kc, &inputs.cluster_name, ipv6).await?;
     }
-    let running = Cond::ok(CONTAINER_PROVISIONED, "Provisioned", format!("Container {name} is running"));
+    let running = Cond::ok(
+        CONTAINER_PROVISIONED,
+        "Provisioned",
+        format!("Container {name} is running"),
+    );
     let bootstrap = bootstrap(km, ctx, inputs).await?;
     let succeeded = bootstrap.status == capkind_api::v1beta1::ConditionStatus::True;
     if succeeded && km.spec.provider_id.is_none() {
         let id = provider_id(&inputs.cluster_name, name);
         let patch = serde_json::json!({"spec": {"providerID": id}});
-        api.patch(&km.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(
+            &km.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
         info!(provider_id = %id, "node provisioned");
     }
-    let findings = Findings { container: running, bootstrap, addresses: Some(addresses), failure_domain: fd };
+    let findings_bootstrapping = bootstrap.reason == "Bootstrapping";
+    let findings = Findings {
+        container: running,
+        bootstrap,
+        addresses: Some(addresses),
+        failure_domain: fd,
+    };
     write(api, km, &findings).await?;
     Ok(if succeeded {
         Action::requeue(ctx.sync_period)
-    } else if ctx.bootstraps.state(name).is_none() {
-        // A bootstrap of an earlier manager run is only seen by looking.
-        Action::requeue(std::time::Duration::from_secs(3))
+    } else if findings_bootstrapping {
+        // The bootstrap runs inside the node; look again shortly.
+        Action::requeue(std::time::Duration::from_secs(2))
     } else {
         Action::await_change()
     })
@@ -198,13 +292,24 @@ async fn provision<D: ContainerRuntime + Clone>(
 fn wait_reason(inputs: &Inputs) -> Option<(&'static str, &'static str)> {
     let cluster = inputs.cluster.as_ref();
     if !cluster.is_some_and(Cluster::infrastructure_ready) {
-        return Some(("WaitingForClusterInfrastructure", "Waiting for the cluster's infrastructure to be ready"));
+        return Some((
+            "WaitingForClusterInfrastructure",
+            "Waiting for the cluster's infrastructure to be ready",
+        ));
     }
     if inputs.machine.spec.bootstrap.data_secret_name.is_none() {
-        return Some(("WaitingForBootstrapData", "Waiting for the bootstrap provider to write the bootstrap data"));
+        return Some((
+            "WaitingForBootstrapData",
+            "Waiting for the bootstrap provider to write the bootstrap data",
+        ));
     }
-    if !inputs.machine.is_control_plane() && !cluster.is_some_and(Cluster::control_plane_initialized) {
-        return Some(("WaitingForControlPlaneInitialized", "Waiting for the control plane to be initialized"));
+    if !inputs.machine.is_control_plane()
+        && !cluster.is_some_and(Cluster::control_plane_initialized)
+    {
+        return Some((
+            "WaitingForControlPlaneInitialized",
+            "Waiting for the control plane to be initialized",
+        ));
     }
     None
 }
@@ -217,12 +322,21 @@ async fn kind_cluster<D>(ctx: &Context<D>, inputs: &Inputs) -> Result<KindCluste
         .and_then(|c| c.spec.infrastructure_ref.as_ref())
         .and_then(|r| r.name.clone())
         .unwrap_or_else(|| inputs.cluster_name.clone());
-    Ok(Api::<KindCluster>::namespaced(ctx.client.clone(), &ns).get(&name).await?)
+    Ok(Api::<KindCluster>::namespaced(ctx.client.clone(), &ns)
+        .get(&name)
+        .await?)
 }
 
-async fn create<D: ContainerRuntime>(km: &KindMachine, ctx: &Context<D>, inputs: &Inputs) -> Result<Container, Error> {
+async fn create<D: ContainerRuntime>(
+    km: &KindMachine,
+    ctx: &Context<D>,
+    inputs: &Inputs,
+) -> Result<Container, Error> {
     let kc = kind_cluster(ctx, inputs).await?;
-    let image = node::image(km.spec.custom_image.as_deref(), inputs.machine.spec.version.as_deref())?;
+    let image = node::image(
+        km.spec.custom_image.as_deref(),
+        inputs.machine.spec.version.as_deref(),
+    )?;
     if !ctx.docker.image_exists(&image).await? {
         return Err(Error::ImageMissing { image });
     }
@@ -252,14 +366,35 @@ async fn create<D: ContainerRuntime>(km: &KindMachine, ctx: &Context<D>, inputs:
         return Err(e.into());
     }
     info!(container = %name, %image, "node container created");
-    ctx.event(km, EventType::Normal, "ContainerCreated", format!("Created container {name} from {image}")).await;
-    ctx.docker.inspect(name).await?.ok_or_else(|| Error::NoAddress { container: name.clone(), network: kc.spec.network })
+    ctx.event(
+        km,
+        EventType::Normal,
+        "ContainerCreated",
+        format!("Created container {name} from {image}"),
+    )
+    .await;
+    ctx.docker
+        .inspect(name)
+        .await?
+        .ok_or_else(|| Error::NoAddress {
+            container: name.clone(),
+            network: kc.spec.network,
+        })
 }
 
 fn addresses(c: &Container, network: &str) -> Result<Vec<MachineAddress>, Error> {
-    let ip = c.networks.get(network).and_then(|n| n.ipv4.clone().or_else(|| n.ipv6.clone()));
-    let ip = ip.ok_or_else(|| Error::NoAddress { container: c.name.clone(), network: network.to_string() })?;
-    let address = |type_, address: &str| MachineAddress { type_, address: address.to_string() };
+    let ip = c
+        .networks
+        .get(network)
+        .and_then(|n| n.ipv4.clone().or_else(|| n.ipv6.clone()));
+    let ip = ip.ok_or_else(|| Error::NoAddress {
+        container: c.name.clone(),
+        network: network.to_string(),
+    })?;
+    let address = |type_, address: &str| MachineAddress {
+        type_,
+        address: address.to_string(),
+    };
     Ok(vec![
         address(MachineAddressType::Hostname, &c.name),
         address(MachineAddressType::InternalIP, &ip),
@@ -268,58 +403,118 @@ fn addresses(c: &Container, network: &str) -> Result<Vec<MachineAddress>, Error>
 }
 
 /// Starts the bootstrap once, or reports where it stands.
-async fn bootstrap<D: ContainerRuntime + Clone>(km: &KindMachine, ctx: &Context<D>, inputs: &Inputs) -> Result<Cond, Error> {
+async fn bootstrap<D: ContainerRuntime>(
+    km: &KindMachine,
+    ctx: &Context<D>,
+    inputs: &Inputs,
+) -> Result<Cond, Error> {
     let name = &inputs.container;
-    let state = match ctx.bootstraps.state(name) {
-        Some(state) => state,
-        None => match bootstrap::earlier(&ctx.docker, name).await? {
-            bootstrap::Earlier::Succeeded => State::Succeeded { seconds: 0 },
-            bootstrap::Earlier::Unfinished { seconds_ago } => {
-                // Started by an earlier run of the manager: never run twice. The sentinel will
-                // tell; the reconcile looks again until the timeout has passed.
-                let timeout = km.spec.bootstrap_timeout()?;
-                if seconds_ago > timeout.as_secs() {
-                    State::TimedOut { after: timeout }
-                } else {
-                    return Ok(waiting(BOOTSTRAP_EXEC_SUCCEEDED, "Bootstrapping", "Bootstrap started earlier; waiting for it to finish"));
-                }
-            }
-            bootstrap::Earlier::NotStarted => {
-                let secret_name = inputs.machine.spec.bootstrap.data_secret_name.clone().unwrap_or_default();
-                let secret = Api::<Secret>::namespaced(ctx.client.clone(), &km.namespace().unwrap_or_default())
-                    .get_opt(&secret_name)
-                    .await?;
+    let timeout = km.spec.bootstrap_timeout()?.as_secs();
+    let before = current_bootstrap_cond(km);
+    Ok(
+        match bootstrap::observe(&ctx.docker, name, timeout).await? {
+            State::NotStarted => {
+                let secret_name = inputs
+                    .machine
+                    .spec
+                    .bootstrap
+                    .data_secret_name
+                    .clone()
+                    .unwrap_or_default();
+                let secret = Api::<Secret>::namespaced(
+                    ctx.client.clone(),
+                    &km.namespace().unwrap_or_default(),
+                )
+                .get_opt(&secret_name)
+                .await?;
                 let data = secret.and_then(|s| s.data).unwrap_or_default();
-                let value = data.get("value").ok_or_else(|| Error::BootstrapSecretMissing { name: secret_name.clone() })?;
-                let format = data.get("format").map(|f| String::from_utf8_lossy(&f.0).into_owned());
+                let value = data
+                    .get("value")
+                    .ok_or_else(|| Error::BootstrapSecretMissing {
+                        name: secret_name.clone(),
+                    })?;
+                let format = data
+                    .get("format")
+                    .map(|f| String::from_utf8_lossy(&f.0).into_owned());
                 let plan = crate::bootstrap::plan(format.as_deref(), &value.0)?;
-                let timeout = km.spec.bootstrap_timeout()?;
-                ctx.bootstraps.start(ctx.docker.clone(), name, plan, timeout, ObjectRef::from_obj(km));
-                ctx.event(km, EventType::Normal, "BootstrapStarted", format!("Bootstrap of {name} started")).await;
-                return Ok(waiting(BOOTSTRAP_EXEC_SUCCEEDED, "Bootstrapping", "Bootstrap started"));
+                bootstrap::start(&ctx.docker, name, &plan).await?;
+                info!(container = %name, steps = plan.len(), ignored = ?plan.ignored, "bootstrap started");
+                ctx.event(
+                    km,
+                    EventType::Normal,
+                    "BootstrapStarted",
+                    format!("Bootstrap of {name} started ({} steps)", plan.len()),
+                )
+                .await;
+                waiting(
+                    BOOTSTRAP_EXEC_SUCCEEDED,
+                    "Bootstrapping",
+                    "Bootstrap started",
+                )
+            }
+            State::Running { step, of, .. } => waiting(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "Bootstrapping",
+                format!("Running bootstrap step {step} of {of}"),
+            ),
+            State::Succeeded => {
+                if km.spec.provider_id.is_none() {
+                    ctx.event(
+                        km,
+                        EventType::Normal,
+                        "BootstrapSucceeded",
+                        format!("Bootstrap of {name} succeeded"),
+                    )
+                    .await;
+                }
+                Cond::ok(
+                    BOOTSTRAP_EXEC_SUCCEEDED,
+                    "BootstrapSucceeded",
+                    "The bootstrap data ran to completion",
+                )
+            }
+            State::Failed { message } => {
+                let cond = problem(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapFailed", message.clone());
+                if before.reason != cond.reason {
+                    ctx.event(km, EventType::Warning, "BootstrapFailed", message)
+                        .await;
+                }
+                cond
+            }
+            State::TimedOut { after } => {
+                let cond = problem(
+                    BOOTSTRAP_EXEC_SUCCEEDED,
+                    "BootstrapTimedOut",
+                    format!("The bootstrap did not finish within {after}s"),
+                );
+                if before.reason != cond.reason {
+                    ctx.event(
+                        km,
+                        EventType::Warning,
+                        "BootstrapTimedOut",
+                        cond.message.clone(),
+                    )
+                    .await;
+                }
+                cond
             }
         },
-    };
-    Ok(match state {
-        State::Running { step, of } => waiting(BOOTSTRAP_EXEC_SUCCEEDED, "Bootstrapping", format!("Running bootstrap step {step} of {of}")),
-        State::Succeeded { seconds } => {
-            if km.spec.provider_id.is_none() {
-                ctx.event(km, EventType::Normal, "BootstrapSucceeded", format!("Bootstrap of {name} succeeded in {seconds}s")).await;
-            }
-            Cond::ok(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapSucceeded", "The bootstrap data ran to completion")
-        }
-        State::Failed { message } => problem(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapFailed", message),
-        State::TimedOut { after } => {
-            problem(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapTimedOut", format!("The bootstrap did not finish within {after:?}"))
-        }
-    })
+    )
 }
 
-async fn delete<D: ContainerRuntime>(km: &KindMachine, api: &Api<KindMachine>, ctx: &Context<D>, inputs: &Inputs) -> Result<Action, Error> {
+async fn delete<D: ContainerRuntime>(
+    km: &KindMachine,
+    api: &Api<KindMachine>,
+    ctx: &Context<D>,
+    inputs: &Inputs,
+) -> Result<Action, Error> {
     let name = &inputs.container;
-    ctx.bootstraps.cancel(name);
     let findings = Findings {
-        container: waiting(CONTAINER_PROVISIONED, "Deleting", format!("Removing container {name}")),
+        container: waiting(
+            CONTAINER_PROVISIONED,
+            "Deleting",
+            format!("Removing container {name}"),
+        ),
         bootstrap: current_bootstrap_cond(km),
         addresses: None,
         failure_domain: inputs.machine.spec.failure_domain.clone(),
@@ -329,7 +524,13 @@ async fn delete<D: ContainerRuntime>(km: &KindMachine, api: &Api<KindMachine>, c
         Some(c) if owner_of(km).owns(&c.labels) => {
             ctx.docker.remove(name).await?;
             info!(container = %name, "node container removed");
-            ctx.event(km, EventType::Normal, "ContainerDeleted", format!("Removed container {name}")).await;
+            ctx.event(
+                km,
+                EventType::Normal,
+                "ContainerDeleted",
+                format!("Removed container {name}"),
+            )
+            .await;
         }
         Some(_) => info!(container = %name, "a container of that name is not ours; leaving it"),
         None => {}

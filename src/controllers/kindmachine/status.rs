@@ -1,6 +1,8 @@
 //! The KindMachine's status as a pure function of the object and the reconcile's findings.
 
-use capkind_api::v1beta1::{ConditionSeverity, Initialization, KindMachine, KindMachineStatus, MachineAddress};
+use capkind_api::v1beta1::{
+    ConditionSeverity, Initialization, KindMachine, KindMachineStatus, MachineAddress,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::capi::conditions::{self, Cond, PAUSED};
@@ -36,8 +38,16 @@ pub fn problem(type_: &'static str, reason: &str, message: impl Into<String>) ->
 /// The status after a reconcile that was not paused.
 pub fn status(km: &KindMachine, f: &Findings, now: &Time) -> KindMachineStatus {
     let mut st = km.status.clone().unwrap_or_default();
-    let ready = Cond::ready_summary(&[f.container.clone(), f.bootstrap.clone()], "The node is provisioned and bootstrapped");
-    let not_paused = Cond::not_ok(PAUSED, "NotPaused", "Reconciliation is not paused", ConditionSeverity::Info);
+    let ready = Cond::ready_summary(
+        &[f.container.clone(), f.bootstrap.clone()],
+        "The node is provisioned and bootstrapped",
+    );
+    let not_paused = Cond::not_ok(
+        PAUSED,
+        "NotPaused",
+        "Reconciliation is not paused",
+        ConditionSeverity::Info,
+    );
     let v1beta2 = st.v1beta2.get_or_insert_with(Default::default);
     for cond in [&f.container, &f.bootstrap, &ready, &not_paused] {
         conditions::set_v1beta2(&mut v1beta2.conditions, cond, km.metadata.generation, now);
@@ -47,7 +57,9 @@ pub fn status(km: &KindMachine, f: &Findings, now: &Time) -> KindMachineStatus {
     }
     if ready.status == capkind_api::v1beta1::ConditionStatus::True {
         st.ready = true;
-        st.initialization = Some(Initialization { provisioned: Some(true) });
+        st.initialization = Some(Initialization {
+            provisioned: Some(true),
+        });
     }
     if let Some(addresses) = &f.addresses {
         st.addresses = addresses.clone();
@@ -61,7 +73,12 @@ pub fn status(km: &KindMachine, f: &Findings, now: &Time) -> KindMachineStatus {
 pub fn paused(km: &KindMachine, message: &str, now: &Time) -> KindMachineStatus {
     let mut st = km.status.clone().unwrap_or_default();
     let v1beta2 = st.v1beta2.get_or_insert_with(Default::default);
-    conditions::set_v1beta2(&mut v1beta2.conditions, &Cond::ok(PAUSED, "Paused", message), km.metadata.generation, now);
+    conditions::set_v1beta2(
+        &mut v1beta2.conditions,
+        &Cond::ok(PAUSED, "Paused", message),
+        km.metadata.generation,
+        now,
+    );
     st
 }
 
@@ -75,11 +92,20 @@ mod tests {
     }
 
     fn findings(container: Cond, bootstrap: Cond) -> Findings {
-        Findings { container, bootstrap, addresses: None, failure_domain: Some("fd1".into()) }
+        Findings {
+            container,
+            bootstrap,
+            addresses: None,
+            failure_domain: Some("fd1".into()),
+        }
     }
 
     fn v2(st: &KindMachineStatus, t: &str) -> (String, String) {
-        let c = st.v1beta2.as_ref().and_then(|v| v.conditions.iter().find(|c| c.type_ == t)).expect(t);
+        let c = st
+            .v1beta2
+            .as_ref()
+            .and_then(|v| v.conditions.iter().find(|c| c.type_ == t))
+            .expect(t);
         (c.status.clone(), c.reason.clone())
     }
 
@@ -87,38 +113,77 @@ mod tests {
     fn waiting_then_bootstrapping_then_ready() {
         let mut km = KindMachine::new("m", KindMachineSpec::default());
         let wait = findings(
-            waiting(CONTAINER_PROVISIONED, "WaitingForBootstrapData", "Waiting for the bootstrap data"),
-            waiting(BOOTSTRAP_EXEC_SUCCEEDED, "WaitingForContainer", "Waiting for the container"),
+            waiting(
+                CONTAINER_PROVISIONED,
+                "WaitingForBootstrapData",
+                "Waiting for the bootstrap data",
+            ),
+            waiting(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "WaitingForContainer",
+                "Waiting for the container",
+            ),
         );
         let st = status(&km, &wait, &at(1));
         assert!(!st.ready);
-        assert_eq!(v2(&st, "Ready"), ("False".into(), "WaitingForBootstrapData".into()));
+        assert_eq!(
+            v2(&st, "Ready"),
+            ("False".into(), "WaitingForBootstrapData".into())
+        );
         assert_eq!(st.failure_domain.as_deref(), Some("fd1"));
 
         km.status = Some(st);
         let mut done = findings(
             Cond::ok(CONTAINER_PROVISIONED, "Provisioned", "Container c-m runs"),
-            Cond::ok(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapSucceeded", "Bootstrap finished in 3s"),
+            Cond::ok(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "BootstrapSucceeded",
+                "Bootstrap finished in 3s",
+            ),
         );
-        done.addresses = Some(vec![MachineAddress { type_: MachineAddressType::InternalIP, address: "172.18.0.3".into() }]);
+        done.addresses = Some(vec![MachineAddress {
+            type_: MachineAddressType::InternalIP,
+            address: "172.18.0.3".into(),
+        }]);
         let st = status(&km, &done, &at(2));
         assert!(st.ready);
-        assert_eq!(st.initialization.as_ref().and_then(|i| i.provisioned), Some(true));
+        assert_eq!(
+            st.initialization.as_ref().and_then(|i| i.provisioned),
+            Some(true)
+        );
         assert_eq!(v2(&st, "Ready"), ("True".into(), "Ready".into()));
         assert_eq!(v2(&st, "Paused"), ("False".into(), "NotPaused".into()));
         assert_eq!(st.addresses.len(), 1);
         let v1: Vec<&str> = st.conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(v1, [BOOTSTRAP_EXEC_SUCCEEDED, CONTAINER_PROVISIONED, "Ready"]);
+        assert_eq!(
+            v1,
+            [BOOTSTRAP_EXEC_SUCCEEDED, CONTAINER_PROVISIONED, "Ready"]
+        );
 
         // The container goes away later: the problem shows, provisioning is not undone.
         km.status = Some(st);
         let lost = findings(
-            problem(CONTAINER_PROVISIONED, "ContainerDeleted", "Container c-m no longer exists"),
-            Cond::ok(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapSucceeded", "Bootstrap finished in 3s"),
+            problem(
+                CONTAINER_PROVISIONED,
+                "ContainerDeleted",
+                "Container c-m no longer exists",
+            ),
+            Cond::ok(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "BootstrapSucceeded",
+                "Bootstrap finished in 3s",
+            ),
         );
         let st = status(&km, &lost, &at(3));
         assert!(st.ready);
-        assert_eq!(v2(&st, "Ready"), ("False".into(), "ContainerDeleted".into()));
-        assert_eq!(st.addresses.len(), 1, "addresses are kept when not observed");
+        assert_eq!(
+            v2(&st, "Ready"),
+            ("False".into(), "ContainerDeleted".into())
+        );
+        assert_eq!(
+            st.addresses.len(),
+            1,
+            "addresses are kept when not observed"
+        );
     }
 }

@@ -1,0 +1,548 @@
+//! The KindMachine controller against a real kube-apiserver, the real Docker engine, the local
+//! node image and real haproxy: node containers, bootstrap, load-balancer backends, provider IDs.
+
+use std::time::Duration;
+
+use base64::Engine;
+use capkind::docker::ContainerRuntime;
+use capkind_api::capi::Machine;
+use capkind_api::v1beta1::{KindCluster, KindMachine, MachineAddressType};
+use capkind_test::docker::{Janitor, engine};
+use capkind_test::fixtures::{
+    bootstrap_secret, cluster_with_kindcluster, kind_spec, machine_spec, machine_with_kindmachine,
+    mark_cluster,
+};
+use capkind_test::{Manager, names, shared, wait};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams};
+use kube::{Client, ResourceExt};
+
+struct Env {
+    client: Client,
+    ns: String,
+    machines: Api<KindMachine>,
+    cluster: String,
+    network: String,
+    janitor: Janitor,
+    _manager: Manager,
+}
+
+/// A namespace, a running manager, and a Cluster whose KindCluster is ready.
+async fn env(control_plane_initialized: bool) -> Env {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let cluster = names::unique("c");
+    let network = names::unique("net");
+    let mut janitor = Janitor::default();
+    janitor.track(format!("{cluster}-lb"));
+    let manager = Manager::start(client.clone(), &ns).await;
+    cluster_with_kindcluster(&client, &ns, &cluster, false, kind_spec(&network)).await;
+    let kcs: Api<KindCluster> = Api::namespaced(client.clone(), &ns);
+    wait::until("KindCluster ready", Duration::from_secs(60), || async {
+        let kc = kcs.get(&cluster).await.map_err(|e| e.to_string())?;
+        if kc.status.as_ref().is_some_and(|s| s.ready) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", kc.status))
+        }
+    })
+    .await;
+    mark_cluster(&client, &ns, &cluster, control_plane_initialized).await;
+    Env {
+        machines: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+        cluster,
+        network,
+        janitor,
+        _manager: manager,
+    }
+}
+
+impl Env {
+    /// A Machine and KindMachine with a bootstrap Secret holding `data` in `format`.
+    async fn machine(
+        &mut self,
+        control_plane: bool,
+        format: &str,
+        data: &str,
+        spec: serde_json::Value,
+    ) -> String {
+        let name = format!(
+            "{}-{}",
+            self.cluster,
+            if control_plane { "cp" } else { "w" }
+        ) + &names::unique("m")[names::token().len() + 1..];
+        let secret = format!("{name}-bootstrap");
+        bootstrap_secret(&self.client, &self.ns, &secret, &self.cluster, format, data).await;
+        machine_with_kindmachine(
+            &self.client,
+            &self.ns,
+            &self.cluster,
+            &name,
+            control_plane,
+            Some(&secret),
+            spec,
+        )
+        .await;
+        self.janitor.track(name.clone());
+        name
+    }
+
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&KindMachine) -> bool,
+    ) -> KindMachine {
+        wait::until(what, Duration::from_secs(90), || async {
+            let km = self.machines.get(name).await.map_err(|e| e.to_string())?;
+            if check(&km) {
+                Ok(km)
+            } else {
+                Err(format!("{:?}", km.status.as_ref().map(|s| &s.v1beta2)))
+            }
+        })
+        .await
+    }
+
+    async fn wait_ready(&self, name: &str) -> KindMachine {
+        self.wait(name, "KindMachine ready", |km| {
+            km.status.as_ref().is_some_and(|s| s.ready) && km.spec.provider_id.is_some()
+        })
+        .await
+    }
+}
+
+fn cond(km: &KindMachine, type_: &str) -> Option<Condition> {
+    km.status
+        .as_ref()?
+        .v1beta2
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+async fn sh(container: &str, script: &str) -> String {
+    let out = engine()
+        .await
+        .exec(container, &["sh", "-c", script], None)
+        .await
+        .expect("exec");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn gzip_b64(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip");
+    b64(&enc.finish().expect("gzip"))
+}
+
+const SENTINEL_CMD: &str =
+    "mkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete";
+
+/// cloud-config that writes files in every encoding, starts a TLS listener on 6443 answering
+/// GET /healthz (like an API server), and writes the sentinel.
+fn control_plane_cloud_config() -> String {
+    format!(
+        "#cloud-config\nwrite_files:\n\
+         - path: /etc/capkind-test/plain\n  content: hello plain\n\
+         - path: /etc/capkind-test/b64\n  encoding: b64\n  content: {}\n  permissions: '0600'\n\
+         - path: /etc/capkind-test/gz\n  encoding: gz+b64\n  content: {}\n  owner: nobody:nogroup\n  permissions: '0640'\n\
+         - path: /etc/capkind-test/log\n  content: \"line1\\n\"\n\
+         - path: /etc/capkind-test/log\n  content: \"line2\\n\"\n  append: true\n\
+         runcmd:\n\
+         - [sh, -c, 'openssl req -x509 -newkey rsa:2048 -nodes -keyout /etc/capkind-test/k.pem -out /etc/capkind-test/c.pem -subj /CN=node -days 1 2>/dev/null']\n\
+         - 'setsid openssl s_server -accept 6443 -cert /etc/capkind-test/c.pem -key /etc/capkind-test/k.pem -www >/dev/null 2>&1 < /dev/null &'\n\
+         - {SENTINEL_CMD}\n",
+        b64(b"hello b64"),
+        gzip_b64(b"hello gzip")
+    )
+}
+
+#[tokio::test]
+async fn control_plane_machine_is_provisioned_bootstrapped_and_load_balanced() {
+    let mut e = env(false).await;
+    let name = e
+        .machine(
+            true,
+            "cloud-config",
+            &control_plane_cloud_config(),
+            machine_spec(),
+        )
+        .await;
+    let km = e.wait_ready(&name).await;
+
+    assert_eq!(
+        km.spec.provider_id.as_deref(),
+        Some(format!("kind://{}/kind/{name}", e.cluster).as_str())
+    );
+    let st = km.status.clone().expect("status");
+    assert_eq!(st.initialization.and_then(|i| i.provisioned), Some(true));
+    let c = engine()
+        .await
+        .inspect(&name)
+        .await
+        .expect("inspect")
+        .expect("container");
+    let ip = c.networks[&e.network].ipv4.clone().expect("ip");
+    let addresses: Vec<(MachineAddressType, String)> = st
+        .addresses
+        .iter()
+        .map(|a| (a.type_, a.address.clone()))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            (MachineAddressType::Hostname, name.clone()),
+            (MachineAddressType::InternalIP, ip.clone()),
+            (MachineAddressType::ExternalIP, ip.clone())
+        ]
+    );
+    for t in ["ContainerProvisioned", "BootstrapExecSucceeded", "Ready"] {
+        assert_eq!(cond(&km, t).map(|c| c.status), Some("True".into()), "{t}");
+    }
+    assert_eq!(c.labels["io.x-k8s.kind.role"], "control-plane");
+    assert_eq!(c.labels["io.x-k8s.kind.cluster"], e.cluster);
+    assert!(
+        c.published.contains_key(&6443),
+        "control-plane nodes publish 6443"
+    );
+
+    // The files, with their content, modes and owners.
+    assert_eq!(
+        sh(&name, "cat /etc/capkind-test/plain").await,
+        "hello plain"
+    );
+    assert_eq!(
+        sh(
+            &name,
+            "cat /etc/capkind-test/b64; stat -c ' %a %U' /etc/capkind-test/b64"
+        )
+        .await,
+        "hello b64 600 root"
+    );
+    assert_eq!(
+        sh(
+            &name,
+            "cat /etc/capkind-test/gz; stat -c ' %a %U:%G' /etc/capkind-test/gz"
+        )
+        .await,
+        "hello gzip 640 nobody:nogroup"
+    );
+    assert_eq!(sh(&name, "cat /etc/capkind-test/log").await, "line1\nline2");
+
+    // The load balancer forwards to the node's listener.
+    let lb = engine()
+        .await
+        .inspect(&format!("{}-lb", e.cluster))
+        .await
+        .expect("inspect")
+        .expect("lb");
+    let config = sh(&lb.name, "cat /usr/local/etc/haproxy/haproxy.cfg").await;
+    assert!(
+        config.contains(&format!("server {name} {ip}:6443 weight 100")),
+        "{config}"
+    );
+    let port = lb.published[&6443][0].host_port;
+    wait::until(
+        "a request through the load balancer",
+        Duration::from_secs(30),
+        || async {
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-sk",
+                    "--max-time",
+                    "3",
+                    &format!("https://127.0.0.1:{port}/healthz"),
+                ])
+                .output()
+                .map_err(|err| err.to_string())?;
+            let body = String::from_utf8_lossy(&out.stdout).to_string();
+            if body.contains("s_server") {
+                Ok(())
+            } else {
+                Err(format!("curl exit {:?}: {body}", out.status.code()))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn worker_waits_for_the_control_plane() {
+    let mut e = env(false).await;
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    let km = e
+        .wait(&name, "waiting for the control plane", |km| {
+            cond(km, "ContainerProvisioned")
+                .is_some_and(|c| c.reason == "WaitingForControlPlaneInitialized")
+        })
+        .await;
+    assert!(!km.status.expect("status").ready);
+    assert!(
+        engine()
+            .await
+            .inspect(&name)
+            .await
+            .expect("inspect")
+            .is_none(),
+        "container created too early"
+    );
+    mark_cluster(&e.client, &e.ns, &e.cluster, true).await;
+    let km = e.wait_ready(&name).await;
+    let c = engine()
+        .await
+        .inspect(&name)
+        .await
+        .expect("inspect")
+        .expect("container");
+    assert_eq!(c.labels["io.x-k8s.kind.role"], "worker");
+    assert!(c.published.is_empty(), "workers publish nothing");
+    assert_eq!(cond(&km, "Ready").map(|c| c.status), Some("True".into()));
+}
+
+#[tokio::test]
+async fn bootstrap_failure_and_timeout_are_reported() {
+    let mut e = env(true).await;
+    let failing = "#cloud-config\nwrite_files:\n- path: /etc/secret-key\n  content: TOPSECRET-KEY-MATERIAL\nruncmd:\n- echo step one\n- 'echo about to fail; exit 3'\n- echo never\n";
+    let failed = e
+        .machine(false, "cloud-config", failing, machine_spec())
+        .await;
+    let mut slow_spec = machine_spec();
+    slow_spec["bootstrapTimeout"] = serde_json::json!("4s");
+    let slow = e
+        .machine(
+            false,
+            "cloud-config",
+            "#cloud-config\nruncmd:\n- sleep 60\n",
+            slow_spec,
+        )
+        .await;
+
+    let km = e
+        .wait(&failed, "bootstrap failure", |km| {
+            cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.reason == "BootstrapFailed")
+        })
+        .await;
+    let c = cond(&km, "BootstrapExecSucceeded").expect("condition");
+    assert_eq!(c.status, "False");
+    assert!(
+        c.message
+            .contains("command \"echo about to fail; exit 3\" exited with 3"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.contains("about to fail"),
+        "the output's tail is missing: {}",
+        c.message
+    );
+    assert!(
+        !c.message.contains("TOPSECRET"),
+        "the bootstrap data leaked: {}",
+        c.message
+    );
+    assert_eq!(
+        cond(&km, "Ready").map(|c| c.reason),
+        Some("BootstrapFailed".into())
+    );
+    assert!(km.spec.provider_id.is_none() && !km.status.expect("status").ready);
+    assert_eq!(
+        sh(
+            &failed,
+            "test -e /run/cluster-api/bootstrap-success.complete || echo absent"
+        )
+        .await,
+        "absent"
+    );
+
+    let km = e
+        .wait(&slow, "bootstrap timeout", |km| {
+            cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.reason == "BootstrapTimedOut")
+        })
+        .await;
+    assert!(
+        cond(&km, "BootstrapExecSucceeded")
+            .expect("c")
+            .message
+            .contains("within 4s")
+    );
+    assert_eq!(
+        sh(&slow, "pgrep -x sleep || echo stopped").await,
+        "stopped",
+        "the timed-out bootstrap still runs"
+    );
+}
+
+#[tokio::test]
+async fn ignition_bootstrap() {
+    let mut e = env(true).await;
+    let unit = "[Unit]\\nDescription=capkind test\\n[Service]\\nType=oneshot\\nExecStart=/bin/sh -c 'mkdir -p /run/cluster-api && echo ok > /run/cluster-api/bootstrap-success.complete'\\n[Install]\\nWantedBy=multi-user.target\\n";
+    let ignition = format!(
+        r#"{{"ignition": {{"version": "2.3.0"}},
+            "storage": {{"files": [{{"path": "/etc/capkind-test/ign", "mode": 384, "contents": {{"source": "data:;base64,{}"}}}}]}},
+            "systemd": {{"units": [{{"name": "capkind-test.service", "enabled": true, "contents": "{unit}"}}]}}}}"#,
+        b64(b"from ignition")
+    );
+    let name = e
+        .machine(false, "ignition", &ignition, machine_spec())
+        .await;
+    e.wait_ready(&name).await;
+    assert_eq!(
+        sh(
+            &name,
+            "cat /etc/capkind-test/ign; stat -c ' %a' /etc/capkind-test/ign"
+        )
+        .await,
+        "from ignition 600"
+    );
+    assert_eq!(
+        sh(&name, "systemctl is-enabled capkind-test.service").await,
+        "enabled"
+    );
+}
+
+#[tokio::test]
+async fn manager_killed_during_bootstrap_never_runs_it_twice() {
+    let mut e = env(true).await;
+    let data = format!(
+        "#cloud-config\nruncmd:\n- echo run >> /var/capkind-runs\n- sleep 5\n- {SENTINEL_CMD}\n"
+    );
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    e.wait(&name, "bootstrap running", |km| {
+        cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.reason == "Bootstrapping")
+    })
+    .await;
+    let Env { client, ns, .. } = &e;
+    let (client, ns) = (client.clone(), ns.clone());
+    let old = std::mem::replace(&mut e._manager, Manager::start(client, &ns).await);
+    old.kill();
+    let km = e.wait_ready(&name).await;
+    assert_eq!(
+        sh(&name, "cat /var/capkind-runs").await,
+        "run",
+        "the bootstrap ran more than once"
+    );
+    let docker = engine().await;
+    let owned = docker
+        .list(&[("capkind.x-k8s.io/owner-name", km.name_any().as_str())])
+        .await
+        .expect("list");
+    assert_eq!(owned, std::slice::from_ref(&name), "exactly one container");
+}
+
+#[tokio::test]
+async fn control_planes_drain_and_leave_the_load_balancer() {
+    let mut e = env(true).await;
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let first = e.machine(true, "cloud-config", &data, machine_spec()).await;
+    let second = e.machine(true, "cloud-config", &data, machine_spec()).await;
+    e.wait_ready(&first).await;
+    e.wait_ready(&second).await;
+    let lb = format!("{}-lb", e.cluster);
+    let config = || async { sh(&lb, "cat /usr/local/etc/haproxy/haproxy.cfg").await };
+    let cfg = config().await;
+    assert!(
+        cfg.contains(&format!("server {first} ")) && cfg.contains(&format!("server {second} ")),
+        "{cfg}"
+    );
+
+    // Deleting the Machine drains its node (weight 0) while the KindMachine is still there.
+    let machines: Api<Machine> = Api::namespaced(e.client.clone(), &e.ns);
+    let mut m = machines.get(&second).await.expect("machine");
+    m.metadata.finalizers = Some(vec!["test.capkind/hold".into()]);
+    machines
+        .replace(&second, &Default::default(), &m)
+        .await
+        .expect("hold the Machine");
+    machines
+        .delete(&second, &DeleteParams::default())
+        .await
+        .expect("delete Machine");
+    e.machines
+        .patch(
+            &second,
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {"poke": "1"}}})),
+        )
+        .await
+        .expect("poke");
+    wait::until("second node drained", Duration::from_secs(30), || async {
+        let cfg = config().await;
+        if cfg
+            .lines()
+            .any(|l| l.contains(&format!("server {second} ")) && l.contains("weight 0"))
+        {
+            Ok(())
+        } else {
+            Err(cfg)
+        }
+    })
+    .await;
+
+    // Deleting the KindMachine removes the container and the backend.
+    let volumes = engine()
+        .await
+        .inspect(&second)
+        .await
+        .expect("inspect")
+        .expect("c")
+        .volume_names;
+    e.machines
+        .delete(&second, &DeleteParams::default())
+        .await
+        .expect("delete KindMachine");
+    wait::until("KindMachine gone", Duration::from_secs(60), || async {
+        match e
+            .machines
+            .get_opt(&second)
+            .await
+            .map_err(|err| err.to_string())?
+        {
+            None => Ok(()),
+            Some(km) => Err(format!("{:?}", km.finalizers())),
+        }
+    })
+    .await;
+    assert!(
+        engine()
+            .await
+            .inspect(&second)
+            .await
+            .expect("inspect")
+            .is_none(),
+        "container left behind"
+    );
+    for v in volumes {
+        let out = std::process::Command::new("docker")
+            .args(["volume", "inspect", &v])
+            .output()
+            .expect("docker");
+        assert!(!out.status.success(), "volume {v} left behind");
+    }
+    let cfg = config().await;
+    assert!(
+        !cfg.contains(&format!("server {second} ")) && cfg.contains(&format!("server {first} ")),
+        "{cfg}"
+    );
+    m = machines.get(&second).await.expect("machine");
+    m.metadata.finalizers = None;
+    machines
+        .replace(&second, &Default::default(), &m)
+        .await
+        .expect("release the Machine");
+}
