@@ -8,3 +8,4 @@ pub mod controllers;
 pub mod docker;
 pub mod loadbalancer;
 pub mod node;
+pub mod workload;

@@ -40,6 +40,8 @@ pub struct Context<D> {
     pub sync_period: Duration,
     /// How node containers get their rights.
     pub node_privileges: Privileges,
+    /// Nodes whose provider ID is known to be set in their workload cluster.
+    pub nodes_done: Mutex<std::collections::HashSet<String>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -56,6 +58,7 @@ impl<D> Context<D> {
             docker,
             sync_period,
             node_privileges: Privileges::default(),
+            nodes_done: Mutex::default(),
             failures: Mutex::default(),
         }
     }

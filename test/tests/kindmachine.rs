@@ -546,3 +546,122 @@ async fn control_planes_drain_and_leave_the_load_balancer() {
         .await
         .expect("release the Machine");
 }
+
+#[tokio::test]
+async fn workload_node_gets_its_provider_id() {
+    let mut e = env(true).await;
+    // A second API server plays the workload cluster; its kubeconfig goes where CAPI puts it.
+    let workload = tokio::task::spawn_blocking(capkind_test::ApiServer::start)
+        .await
+        .expect("join")
+        .expect("workload API server");
+    let kubeconfig = std::fs::read_to_string(workload.kubeconfig()).expect("kubeconfig");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{}-kubeconfig", e.cluster)}, "stringData": {"value": kubeconfig}
+    }))
+    .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(e.client.clone(), &e.ns)
+        .create(&Default::default(), &secret)
+        .await
+        .expect("kubeconfig secret");
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    let km = e.wait_ready(&name).await;
+
+    // The Node registers after the bootstrap, as a kubelet would.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(workload.client().await);
+    let node: k8s_openapi::api::core::v1::Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("node");
+    nodes
+        .create(&Default::default(), &node)
+        .await
+        .expect("create Node");
+    let expected = km.spec.provider_id.clone().expect("provider ID");
+    wait::until(
+        "the Node's provider ID",
+        Duration::from_secs(60),
+        || async {
+            let n = nodes.get(&name).await.map_err(|err| err.to_string())?;
+            let id = n.spec.and_then(|s| s.provider_id);
+            if id.as_deref() == Some(expected.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("{id:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_container_is_reported_not_recreated() {
+    let mut e = env(true).await;
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    e.wait_ready(&name).await;
+    engine().await.remove(&name).await.expect("remove by hand");
+    let km = e
+        .wait(&name, "ContainerDeleted", |km| {
+            cond(km, "ContainerProvisioned").is_some_and(|c| c.reason == "ContainerDeleted")
+        })
+        .await;
+    assert_eq!(
+        cond(&km, "Ready").map(|c| (c.status, c.reason)),
+        Some(("False".into(), "ContainerDeleted".into()))
+    );
+    assert!(
+        cond(&km, "ContainerProvisioned")
+            .expect("c")
+            .message
+            .contains(&name)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        engine()
+            .await
+            .inspect(&name)
+            .await
+            .expect("inspect")
+            .is_none(),
+        "a lost container was re-created"
+    );
+}
+
+#[tokio::test]
+async fn waits_for_bootstrap_data() {
+    let e = env(true).await;
+    let name = format!("{}-nodata", e.cluster);
+    machine_with_kindmachine(
+        &e.client,
+        &e.ns,
+        &e.cluster,
+        &name,
+        false,
+        None,
+        machine_spec(),
+    )
+    .await;
+    let km = e
+        .wait(&name, "WaitingForBootstrapData", |km| {
+            cond(km, "ContainerProvisioned").is_some_and(|c| c.reason == "WaitingForBootstrapData")
+        })
+        .await;
+    assert!(
+        km.finalizers()
+            .iter()
+            .any(|f| f == "kindmachine.infrastructure.cluster.x-k8s.io")
+    );
+    assert!(
+        engine()
+            .await
+            .inspect(&name)
+            .await
+            .expect("inspect")
+            .is_none()
+    );
+}

@@ -271,6 +271,7 @@ async fn provision<D: ContainerRuntime + Clone>(
         info!(provider_id = %id, "node provisioned");
     }
     let findings_bootstrapping = bootstrap.reason == "Bootstrapping";
+    let node_pending = succeeded && !node_provider_id(km, ctx, inputs).await;
     let findings = Findings {
         container: running,
         bootstrap,
@@ -278,7 +279,10 @@ async fn provision<D: ContainerRuntime + Clone>(
         failure_domain: fd,
     };
     write(api, km, &findings).await?;
-    Ok(if succeeded {
+    Ok(if node_pending {
+        // The Node registers once kubeadm is done; look again without holding a worker.
+        Action::requeue(std::time::Duration::from_secs(5))
+    } else if succeeded {
         Action::requeue(ctx.sync_period)
     } else if findings_bootstrapping {
         // The bootstrap runs inside the node; look again shortly.
@@ -286,6 +290,48 @@ async fn provision<D: ContainerRuntime + Clone>(
     } else {
         Action::await_change()
     })
+}
+
+/// Sets the provider ID on the workload cluster's Node; true once it is there. Failures are
+/// logged and retried: the machine itself is provisioned either way.
+async fn node_provider_id<D>(km: &KindMachine, ctx: &Context<D>, inputs: &Inputs) -> bool {
+    let name = &inputs.container;
+    if ctx.nodes_done.lock().is_ok_and(|done| done.contains(name)) {
+        return true;
+    }
+    let id = provider_id(&inputs.cluster_name, name);
+    let ns = km.namespace().unwrap_or_default();
+    let outcome = match crate::workload::client(&ctx.client, &ns, &inputs.cluster_name).await {
+        Ok(Some(workload)) => crate::workload::set_provider_id(&workload, name, &id).await,
+        Ok(None) => Ok(crate::workload::ProviderId::NoKubeconfig),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(crate::workload::ProviderId::Set) => {
+            info!(node = %name, provider_id = %id, "workload Node has its provider ID");
+            if let Ok(mut done) = ctx.nodes_done.lock() {
+                done.insert(name.clone());
+            }
+            true
+        }
+        Ok(crate::workload::ProviderId::Conflict(existing)) => {
+            let note = format!("Node {name} already has provider ID {existing}, not {id}");
+            ctx.event(km, EventType::Warning, "NodeProviderIDConflict", note)
+                .await;
+            if let Ok(mut done) = ctx.nodes_done.lock() {
+                done.insert(name.clone());
+            }
+            true
+        }
+        Ok(pending) => {
+            tracing::debug!(node = %name, ?pending, "workload Node not ready for its provider ID yet");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(node = %name, error = %e, "workload cluster not reachable yet");
+            false
+        }
+    }
 }
 
 /// What the machine still waits for before its container may be created.
@@ -509,6 +555,9 @@ async fn delete<D: ContainerRuntime>(
     inputs: &Inputs,
 ) -> Result<Action, Error> {
     let name = &inputs.container;
+    if let Ok(mut done) = ctx.nodes_done.lock() {
+        done.remove(name);
+    }
     let findings = Findings {
         container: waiting(
             CONTAINER_PROVISIONED,
