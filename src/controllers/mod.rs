@@ -145,6 +145,9 @@ pub enum Error {
     /// The KindMachine's bootstrapTimeout does not parse.
     #[error(transparent)]
     BadTimeout(#[from] capkind_api::duration::ParseDurationError),
+    /// An image could not be loaded into a node.
+    #[error("loading image {image} into the node failed: {message}")]
+    PreloadFailed { image: String, message: String },
     /// A container has no address on its network.
     #[error("container {container} has no address on network {network}")]
     NoAddress { container: String, network: String },
@@ -165,6 +168,7 @@ impl Error {
             Error::ImageMissing { .. } => "ImageNotFound",
             Error::NoAddress { .. } => "ContainerAddressMissing",
             Error::NoImage(_) => "NodeImageUnknown",
+            Error::PreloadFailed { .. } => "PreLoadImageFailed",
             Error::BootstrapData(_) => "BootstrapDataInvalid",
             Error::BootstrapSecretMissing { .. } => "BootstrapSecretNotFound",
             Error::BadTimeout(_) => "BootstrapTimeoutInvalid",

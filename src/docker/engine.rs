@@ -463,6 +463,81 @@ impl ContainerRuntime for Engine {
         Ok(out)
     }
 
+    async fn pipe_image(&self, image: &str, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        let what = || format!("load image {image} into {container}");
+        let config = ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|e| classify(what(), e))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| classify(what(), e))?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
+            return Err(Error::Unavailable {
+                what: what(),
+                message: "exec did not attach".into(),
+            });
+        };
+        // Read the command's output while feeding it, so neither side can block the other.
+        let reader = tokio::spawn(async move {
+            let mut out = ExecOutput::default();
+            while let Some(Ok(chunk)) = output.next().await {
+                match chunk {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        out.stdout.extend_from_slice(&message)
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        out.stderr.extend_from_slice(&message)
+                    }
+                    _ => {}
+                }
+            }
+            out
+        });
+        let mut export = self.docker.export_image(image);
+        while let Some(chunk) = export.next().await {
+            let chunk = chunk.map_err(|e| classify(what(), e))?;
+            input
+                .write_all(&chunk)
+                .await
+                .map_err(|e| Error::Unavailable {
+                    what: what(),
+                    message: e.to_string(),
+                })?;
+        }
+        let _ = input.shutdown().await;
+        let mut out = reader.await.map_err(|e| Error::Unavailable {
+            what: what(),
+            message: e.to_string(),
+        })?;
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| classify(what(), e))?;
+        out.exit_code = inspect.exit_code.unwrap_or(-1);
+        Ok(out)
+    }
+
     async fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> Result<()> {
         let options = UploadToContainerOptionsBuilder::default()
             .path(path)

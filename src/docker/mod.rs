@@ -232,6 +232,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         cmd: &[&str],
         stdin: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<ExecOutput>> + Send;
+    /// Streams `docker save <image>` from the engine into the standard input of `cmd` run in
+    /// `container` (e.g. `ctr images import -`), without holding the image in memory.
+    fn pipe_image(
+        &self,
+        image: &str,
+        container: &str,
+        cmd: &[&str],
+    ) -> impl Future<Output = Result<ExecOutput>> + Send;
     /// Extracts a tar archive into the container at `path`.
     fn upload(
         &self,

@@ -665,3 +665,34 @@ async fn waits_for_bootstrap_data() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn pre_load_images_reach_the_nodes_containerd() {
+    let mut e = env(true).await;
+    let image = capkind_test::docker::images().haproxy;
+    let mut spec = machine_spec();
+    spec["preLoadImages"] = serde_json::json!([image]);
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let name = e.machine(false, "cloud-config", &data, spec).await;
+    e.wait_ready(&name).await;
+    let listed = sh(&name, "ctr --namespace=k8s.io images ls -q").await;
+    assert!(
+        listed.lines().any(|l| l == image),
+        "{image} not in the node's containerd: {listed}"
+    );
+
+    let mut missing = machine_spec();
+    missing["preLoadImages"] = serde_json::json!(["capkind.local/not-here:1"]);
+    let other = e.machine(false, "cloud-config", &data, missing).await;
+    let km = e
+        .wait(&other, "missing image reported", |km| {
+            cond(km, "ContainerProvisioned").is_some_and(|c| c.reason == "ImageNotFound")
+        })
+        .await;
+    assert!(
+        cond(&km, "ContainerProvisioned")
+            .expect("c")
+            .message
+            .contains("capkind.local/not-here:1")
+    );
+}

@@ -448,6 +448,39 @@ fn addresses(c: &Container, network: &str) -> Result<Vec<MachineAddress>, Error>
     ])
 }
 
+/// Copies `preLoadImages` from the host's Docker into the node's containerd, as `kind load`
+/// does, before the bootstrap (kubeadm must find them).
+async fn preload_images<D: ContainerRuntime>(
+    km: &KindMachine,
+    ctx: &Context<D>,
+    container: &str,
+) -> Result<(), Error> {
+    for image in &km.spec.pre_load_images {
+        if !ctx.docker.image_exists(image).await? {
+            return Err(Error::ImageMissing {
+                image: image.clone(),
+            });
+        }
+        let cmd = [
+            "ctr",
+            "--namespace=k8s.io",
+            "images",
+            "import",
+            "--all-platforms",
+            "-",
+        ];
+        let out = ctx.docker.pipe_image(image, container, &cmd).await?;
+        if out.exit_code != 0 {
+            return Err(Error::PreloadFailed {
+                image: image.clone(),
+                message: bootstrap::redact(String::from_utf8_lossy(&out.stderr).trim()),
+            });
+        }
+        info!(container, image, "image loaded into the node");
+    }
+    Ok(())
+}
+
 /// Starts the bootstrap once, or reports where it stands.
 async fn bootstrap<D: ContainerRuntime>(
     km: &KindMachine,
@@ -460,6 +493,7 @@ async fn bootstrap<D: ContainerRuntime>(
     Ok(
         match bootstrap::observe(&ctx.docker, name, timeout).await? {
             State::NotStarted => {
+                preload_images(km, ctx, name).await?;
                 let secret_name = inputs
                     .machine
                     .spec
