@@ -696,3 +696,81 @@ async fn pre_load_images_reach_the_nodes_containerd() {
             .contains("capkind.local/not-here:1")
     );
 }
+
+#[tokio::test]
+async fn deleting_a_cluster_leaves_no_container_or_volume() {
+    let mut e = env(true).await;
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let cp = e.machine(true, "cloud-config", &data, machine_spec()).await;
+    let worker = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    e.wait_ready(&cp).await;
+    e.wait_ready(&worker).await;
+    let docker = engine().await;
+    let cluster_label = ("io.x-k8s.kind.cluster", e.cluster.as_str());
+    let containers = docker.list(&[cluster_label]).await.expect("list");
+    assert_eq!(containers.len(), 3, "{containers:?}");
+    let mut volumes = Vec::new();
+    for c in &containers {
+        volumes.extend(
+            docker
+                .inspect(c)
+                .await
+                .expect("inspect")
+                .expect("container")
+                .volume_names,
+        );
+    }
+
+    // As Cluster API deletes a cluster: the machines first, then the infrastructure cluster.
+    for m in [&cp, &worker] {
+        e.machines
+            .delete(m, &DeleteParams::default())
+            .await
+            .expect("delete KindMachine");
+    }
+    wait::until("KindMachines gone", Duration::from_secs(60), || async {
+        let left = e
+            .machines
+            .list(&Default::default())
+            .await
+            .map_err(|err| err.to_string())?;
+        if left.items.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} left", left.items.len()))
+        }
+    })
+    .await;
+    let kcs: Api<KindCluster> = Api::namespaced(e.client.clone(), &e.ns);
+    kcs.delete(&e.cluster, &DeleteParams::default())
+        .await
+        .expect("delete KindCluster");
+    wait::until("KindCluster gone", Duration::from_secs(60), || async {
+        match kcs
+            .get_opt(&e.cluster)
+            .await
+            .map_err(|err| err.to_string())?
+        {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    assert!(
+        docker
+            .list(&[cluster_label])
+            .await
+            .expect("list")
+            .is_empty(),
+        "containers left behind"
+    );
+    for v in volumes {
+        let out = std::process::Command::new("docker")
+            .args(["volume", "inspect", &v])
+            .output()
+            .expect("docker");
+        assert!(!out.status.success(), "volume {v} left behind");
+    }
+}
