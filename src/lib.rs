@@ -7,5 +7,7 @@ pub mod capi;
 pub mod controllers;
 pub mod docker;
 pub mod loadbalancer;
+pub mod manager;
+pub mod metrics;
 pub mod node;
 pub mod workload;

@@ -36,7 +36,7 @@ pub async fn reconfigure<D: ContainerRuntime>(
     };
     let draining = draining_nodes(ctx, &namespace, cluster).await?;
     let backends =
-        loadbalancer::backends(&ctx.docker, cluster, &kc.spec.network, &draining).await?;
+        loadbalancer::backends(&ctx.docker, cluster, &ctx.network(kc), &draining).await?;
     let port = kc
         .spec
         .control_plane_endpoint

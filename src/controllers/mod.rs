@@ -11,7 +11,7 @@ pub mod kindcluster;
 pub mod kindmachine;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::docker;
 use crate::loadbalancer;
+use crate::metrics::Metrics;
 use crate::node::Privileges;
 
 /// The field manager of every write the provider makes.
@@ -40,6 +41,12 @@ pub struct Context<D> {
     pub sync_period: Duration,
     /// How node containers get their rights.
     pub node_privileges: Privileges,
+    /// Metrics of reconciles, Docker calls, bootstraps and machines.
+    pub metrics: Arc<Metrics>,
+    /// The Docker network of KindClusters that name none.
+    pub default_network: String,
+    /// Set once the controller's cache holds its first full list.
+    pub cache_synced: Arc<std::sync::atomic::AtomicBool>,
     /// Nodes whose provider ID is known to be set in their workload cluster.
     pub nodes_done: Mutex<std::collections::HashSet<String>>,
     failures: Mutex<HashMap<String, u32>>,
@@ -59,8 +66,31 @@ impl<D> Context<D> {
             sync_period,
             node_privileges: Privileges::default(),
             nodes_done: Mutex::default(),
+            cache_synced: Arc::default(),
+            metrics: Arc::default(),
+            default_network: capkind_api::v1beta1::DEFAULT_NETWORK.to_string(),
             failures: Mutex::default(),
         }
+    }
+
+    /// Records into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Uses `network` for KindClusters that name none.
+    pub fn with_default_network(mut self, network: impl Into<String>) -> Self {
+        self.default_network = network.into();
+        self
+    }
+
+    /// The Docker network of a KindCluster.
+    pub fn network(&self, kc: &capkind_api::v1beta1::KindCluster) -> String {
+        kc.spec
+            .network
+            .clone()
+            .unwrap_or_else(|| self.default_network.clone())
     }
 
     /// Sets how node containers get their rights.
@@ -172,6 +202,55 @@ impl Error {
             Error::BootstrapData(_) => "BootstrapDataInvalid",
             Error::BootstrapSecretMissing { .. } => "BootstrapSecretNotFound",
             Error::BadTimeout(_) => "BootstrapTimeoutInvalid",
+        }
+    }
+}
+
+/// Sets `ctx.cache_synced` once `store` has its first full list.
+pub fn mark_synced_when_ready<K, D>(ctx: &Context<D>, store: kube::runtime::reflector::Store<K>)
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let synced = ctx.cache_synced.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            synced.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+}
+
+/// Which objects a controller watches: one namespace or all, and the watch-filter label.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Only this namespace, when set.
+    pub namespace: Option<String>,
+    /// Only objects whose `cluster.x-k8s.io/watch-filter` label has this value, when set.
+    pub watch_filter: Option<String>,
+}
+
+impl Scope {
+    /// The API of kind `K` within the scope.
+    pub fn api<K>(&self, client: Client) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+
+    /// The watcher configuration within the scope.
+    pub fn watcher(&self) -> kube::runtime::watcher::Config {
+        let config = kube::runtime::watcher::Config::default();
+        match &self.watch_filter {
+            Some(value) => config.labels(&format!(
+                "{}={value}",
+                capkind_api::capi::WATCH_FILTER_LABEL
+            )),
+            None => config,
         }
     }
 }

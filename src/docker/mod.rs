@@ -5,6 +5,7 @@
 //! types here carry just what the provider needs, so controllers never see bollard's models.
 
 mod engine;
+mod instrumented;
 pub mod labels;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::future::Future;
 use futures::stream::BoxStream;
 
 pub use engine::Engine;
+pub use instrumented::Instrumented;
 
 /// Everything that can go wrong talking to Docker, classified once.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capkind::controllers::{Context, kindcluster, kindmachine};
+use capkind::controllers::{Context, Scope, kindcluster, kindmachine};
 use capkind::node::Privileges;
 use kube::Client;
 use tokio::task::JoinHandle;
@@ -30,11 +30,14 @@ impl Manager {
             Context::new(client, docker, "kindmachine", sync)
                 .with_node_privileges(Privileges::Capabilities),
         );
-        let ns = namespace.to_string();
+        let scope = Scope {
+            namespace: Some(namespace.to_string()),
+            watch_filter: None,
+        };
         let handle = tokio::spawn(async move {
             tokio::join!(
-                kindcluster::run(clusters, Some(&ns), 4, std::future::pending()),
-                kindmachine::run(machines, Some(&ns), 8, std::future::pending()),
+                kindcluster::run(clusters, scope.clone(), 4, std::future::pending()),
+                kindmachine::run(machines, scope, 8, std::future::pending()),
             );
         });
         Self { handle }

@@ -147,7 +147,10 @@ async fn load_balancer_is_created_configured_and_reported() {
         lb.labels["capkind.x-k8s.io/owner-uid"],
         kc.uid().expect("uid")
     );
-    let ip = lb.networks[&kc.spec.network].ipv4.clone().expect("address");
+    let ip = lb.networks[kc.spec.network.as_deref().expect("network")]
+        .ipv4
+        .clone()
+        .expect("address");
     let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
     assert_eq!(
         (endpoint.host.as_deref(), endpoint.port),
@@ -372,11 +375,16 @@ async fn a_foreign_container_with_the_name_is_never_touched() {
         "ContainerNameConflict"
     );
     assert!(!kc.status.as_ref().expect("status").ready);
-    let warnings = events(&e.client, &e.ns, &name).await;
-    assert!(
-        warnings.contains(&("Warning".into(), "ContainerNameConflict".into())),
-        "{warnings:?}"
-    );
+    // The event follows the status write.
+    wait::until("Warning event", Duration::from_secs(10), || async {
+        let seen = events(&e.client, &e.ns, &name).await;
+        if seen.contains(&("Warning".into(), "ContainerNameConflict".into())) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
     let still = engine()
         .await
         .inspect(&lb_name)
@@ -451,7 +459,9 @@ async fn restart_safe_and_self_healing() {
     })
     .await;
     assert_eq!(
-        back.networks[&kc.spec.network].ipv4.as_deref(),
+        back.networks[kc.spec.network.as_deref().expect("network")]
+            .ipv4
+            .as_deref(),
         Some(endpoint.as_str()),
         "new address"
     );

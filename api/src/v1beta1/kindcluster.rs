@@ -13,7 +13,7 @@ use super::common::{Condition, Initialization, LocalObjectReference, V1Beta2Stat
 pub const DEFAULT_LB_IMAGE_REPOSITORY: &str = "kindest";
 /// The load-balancer image tag used when the spec names none.
 pub const DEFAULT_LB_IMAGE_TAG: &str = "v20230606-42a2262b";
-/// The Docker network used when the spec names none (kind's own network).
+/// The Docker network the manager uses by default (kind's own network).
 pub const DEFAULT_NETWORK: &str = "kind";
 /// The port the control plane is served on when the spec names none.
 pub const DEFAULT_API_SERVER_PORT: i32 = 6443;
@@ -47,10 +47,11 @@ pub struct KindClusterSpec {
     #[serde(default)]
     pub load_balancer: LoadBalancerSpec,
 
-    /// The Docker network the load balancer and the nodes are attached to. Created when missing.
-    #[serde(default = "default_network")]
+    /// The Docker network the load balancer and the nodes are attached to; created when
+    /// missing. Defaults to the manager's --docker-network, which defaults to kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
-    pub network: String,
+    pub network: Option<String>,
 
     /// Failure domains, by name. They are copied to status so that Cluster API can spread
     /// control-plane machines over them; the nodes are labelled with their failure domain.
@@ -164,10 +165,6 @@ pub struct KindClusterStatus {
     /// The generation of the spec this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-}
-
-fn default_network() -> String {
-    DEFAULT_NETWORK.to_string()
 }
 
 fn default_api_server_port() -> i32 {

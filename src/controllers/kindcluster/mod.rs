@@ -11,37 +11,45 @@ use std::time::Duration;
 use capkind_api::capi::Cluster;
 use capkind_api::v1beta1::KindCluster;
 use futures::{Stream, StreamExt};
-use kube::api::Api;
+use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 
 pub use reconcile::{FINALIZER, reconcile};
 
-use super::{Context, error_policy};
+use super::{Context, Scope, error_policy};
 use crate::docker::{ContainerRuntime, labels};
 
-/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+/// Runs the controller until `shutdown` resolves.
 pub async fn run<D: ContainerRuntime + Clone>(
     ctx: Arc<Context<D>>,
-    namespace: Option<&str>,
+    scope: Scope,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (kindclusters, clusters): (Api<KindCluster>, Api<Cluster>) = match namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    Controller::new(kindclusters, watcher::Config::default())
-        .watches(clusters, watcher::Config::default(), cluster_to_kindcluster)
+    ctx.metrics.set_max_workers("kindcluster", concurrency);
+    let controller = Controller::new(scope.api::<KindCluster>(client.clone()), scope.watcher());
+    super::mark_synced_when_ready(&ctx, controller.store());
+    controller
+        .watches(
+            scope.api::<Cluster>(client),
+            scope.watcher(),
+            cluster_to_kindcluster,
+        )
         .reconcile_on(load_balancer_events(ctx.docker.clone()))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |kc, ctx: Arc<Context<D>>| async move {
+                let timer = ctx.metrics.reconcile("kindcluster");
+                let result = reconcile(kc, ctx.clone()).await;
+                timer.done(result.as_ref().map(|_| ()).map_err(|e| e.reason()));
+                result
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }

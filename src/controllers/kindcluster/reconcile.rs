@@ -121,7 +121,7 @@ async fn provision<D: ContainerRuntime>(
     cluster: &str,
     ipv6: bool,
 ) -> Result<Action, Error> {
-    let network = ctx.docker.ensure_network(&kc.spec.network).await?;
+    let network = ctx.docker.ensure_network(&ctx.network(kc)).await?;
     let container = ensure_container(kc, ctx, cluster).await?;
     let address = container
         .networks
@@ -180,6 +180,7 @@ async fn ensure_container<D: ContainerRuntime>(
     cluster: &str,
 ) -> Result<Container, Error> {
     let name = loadbalancer::container_name(cluster);
+    let network = ctx.network(kc);
     let owner = owner_of(kc);
     let wanted: Option<String> = kc
         .spec
@@ -188,12 +189,9 @@ async fn ensure_container<D: ContainerRuntime>(
         .and_then(|e| e.host.clone())
         .filter(|h| h.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4()));
     let at_wanted_address = |c: &Container| {
-        wanted.as_ref().is_none_or(|w| {
-            c.networks
-                .get(&kc.spec.network)
-                .and_then(|n| n.ipv4.as_ref())
-                == Some(w)
-        })
+        wanted
+            .as_ref()
+            .is_none_or(|w| c.networks.get(&network).and_then(|n| n.ipv4.as_ref()) == Some(w))
     };
     if let Some(existing) = ctx.docker.inspect(&name).await? {
         if !owner.owns(&existing.labels) {
@@ -227,14 +225,8 @@ async fn ensure_container<D: ContainerRuntime>(
     if !ctx.docker.image_exists(&image).await? {
         return Err(Error::ImageMissing { image });
     }
-    let spec = loadbalancer::container_spec(
-        cluster,
-        &image,
-        &kc.spec.network,
-        frontend_port(kc),
-        wanted,
-        &owner,
-    );
+    let spec =
+        loadbalancer::container_spec(cluster, &image, &network, frontend_port(kc), wanted, &owner);
     match ctx.docker.create(&spec).await {
         Ok(_) => {}
         // Another worker or an earlier, interrupted run created it: take what is there next time.

@@ -13,52 +13,38 @@ use std::time::Duration;
 use capkind_api::capi::{CLUSTER_NAME_LABEL, Cluster, Machine};
 use capkind_api::v1beta1::{KindCluster, KindMachine};
 use futures::{Stream, StreamExt};
-use kube::api::Api;
+use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 
 pub use reconcile::{FINALIZER, provider_id, reconcile};
 
-use super::{Context, error_policy};
+use super::{Context, Scope, error_policy};
 use crate::docker::{ContainerRuntime, labels};
 
-/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+/// Runs the controller until `shutdown` resolves.
 pub async fn run<D: ContainerRuntime + Clone>(
     ctx: Arc<Context<D>>,
-    namespace: Option<&str>,
+    scope: Scope,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    fn api<K: Resource<Scope = kube::core::NamespaceResourceScope>>(
-        client: kube::Client,
-        ns: Option<&str>,
-    ) -> Api<K>
-    where
-        K::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::all(client),
-        }
-    }
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        api::<KindMachine>(client.clone(), namespace),
-        watcher::Config::default(),
-    );
+    ctx.metrics.set_max_workers("kindmachine", concurrency);
+    let controller = Controller::new(scope.api::<KindMachine>(client.clone()), scope.watcher());
     let store = controller.store();
+    super::mark_synced_when_ready(&ctx, store.clone());
     let triggers = node_events(ctx.docker.clone());
     let (by_cluster, by_kindcluster) = (store.clone(), store);
     controller
         .watches(
-            api::<Machine>(client.clone(), namespace),
-            watcher::Config::default(),
+            scope.api::<Machine>(client.clone()),
+            scope.watcher(),
             machine_to_kindmachine,
         )
         .watches(
-            api::<Cluster>(client.clone(), namespace),
-            watcher::Config::default(),
+            scope.api::<Cluster>(client.clone()),
+            scope.watcher(),
             move |c: Cluster| {
                 machines_of(
                     &by_cluster,
@@ -68,8 +54,8 @@ pub async fn run<D: ContainerRuntime + Clone>(
             },
         )
         .watches(
-            api::<KindCluster>(client, namespace),
-            watcher::Config::default(),
+            scope.api::<KindCluster>(client),
+            scope.watcher(),
             move |kc: KindCluster| {
                 let cluster = kc
                     .labels()
@@ -86,7 +72,16 @@ pub async fn run<D: ContainerRuntime + Clone>(
         .reconcile_on(triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |km, ctx: Arc<Context<D>>| async move {
+                let timer = ctx.metrics.reconcile("kindmachine");
+                let result = reconcile(km, ctx.clone()).await;
+                timer.done(result.as_ref().map(|_| ()).map_err(|e| e.reason()));
+                result
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }

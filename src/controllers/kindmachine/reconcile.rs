@@ -247,7 +247,7 @@ async fn provision<D: ContainerRuntime + Clone>(
         },
     };
     let kc = kind_cluster(ctx, inputs).await?;
-    let addresses = addresses(&container, &kc.spec.network)?;
+    let addresses = addresses(&container, &ctx.network(&kc))?;
     if inputs.machine.is_control_plane() {
         let ipv6 = inputs.cluster.as_ref().is_some_and(Cluster::is_ipv6);
         controllers::backends::reconfigure(ctx, &kc, &inputs.cluster_name, ipv6).await?;
@@ -386,14 +386,15 @@ async fn create<D: ContainerRuntime>(
     if !ctx.docker.image_exists(&image).await? {
         return Err(Error::ImageMissing { image });
     }
-    ctx.docker.ensure_network(&kc.spec.network).await?;
+    let network = ctx.network(&kc);
+    ctx.docker.ensure_network(&network).await?;
     let owner = owner_of(km);
     let proxy = node::proxy_env_from_process();
     let spec = node::container_spec(&node::Params {
         cluster: &inputs.cluster_name,
         name: &inputs.container,
         image: &image,
-        network: &kc.spec.network,
+        network: &network,
         control_plane: inputs.machine.is_control_plane(),
         failure_domain: inputs.machine.spec.failure_domain.as_deref(),
         extra_mounts: &km.spec.extra_mounts,
@@ -424,7 +425,7 @@ async fn create<D: ContainerRuntime>(
         .await?
         .ok_or_else(|| Error::NoAddress {
             container: name.clone(),
-            network: kc.spec.network,
+            network,
         })
 }
 

@@ -1,0 +1,85 @@
+//! A [`ContainerRuntime`] that counts and times every call of another one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::BoxStream;
+
+use super::{
+    Container, ContainerEvent, ContainerRuntime, ContainerSpec, ExecOutput, Network, Result,
+};
+use crate::metrics::Metrics;
+
+/// Wraps a runtime with metrics per operation.
+#[derive(Clone)]
+pub struct Instrumented<D> {
+    inner: D,
+    metrics: Arc<Metrics>,
+}
+
+impl<D> Instrumented<D> {
+    /// Counts the calls made through `inner` in `metrics`.
+    pub fn new(inner: D, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let start = Instant::now();
+        let result = call.await;
+        self.metrics.docker(op, result.is_ok(), start);
+        result
+    }
+}
+
+impl<D: ContainerRuntime> ContainerRuntime for Instrumented<D> {
+    async fn ping(&self) -> Result<()> {
+        self.timed("ping", self.inner.ping()).await
+    }
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        self.timed("inspect_image", self.inner.image_exists(image))
+            .await
+    }
+    async fn ensure_network(&self, name: &str) -> Result<Network> {
+        self.timed("ensure_network", self.inner.ensure_network(name))
+            .await
+    }
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        self.timed("create", self.inner.create(spec)).await
+    }
+    async fn start(&self, name: &str) -> Result<()> {
+        self.timed("start", self.inner.start(name)).await
+    }
+    async fn inspect(&self, name: &str) -> Result<Option<Container>> {
+        self.timed("inspect", self.inner.inspect(name)).await
+    }
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<String>> {
+        self.timed("list", self.inner.list(labels)).await
+    }
+    async fn remove(&self, name: &str) -> Result<()> {
+        self.timed("remove", self.inner.remove(name)).await
+    }
+    async fn exec(&self, name: &str, cmd: &[&str], stdin: Option<Vec<u8>>) -> Result<ExecOutput> {
+        self.timed("exec", self.inner.exec(name, cmd, stdin)).await
+    }
+    async fn pipe_image(&self, image: &str, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        self.timed("load_image", self.inner.pipe_image(image, container, cmd))
+            .await
+    }
+    async fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+        self.timed("upload", self.inner.upload(name, path, tar))
+            .await
+    }
+    fn container_events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> BoxStream<'static, Result<ContainerEvent>> {
+        self.inner.container_events(labels)
+    }
+    async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        self.timed("kill", self.inner.kill(name, signal)).await
+    }
+}

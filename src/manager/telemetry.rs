@@ -1,0 +1,25 @@
+//! Logs through tracing: text or JSON, with -v raising the level of capkind's own logs.
+
+use tracing_subscriber::EnvFilter;
+
+use super::flags::LogFormat;
+
+/// Installs the global subscriber. RUST_LOG, when set, wins over -v.
+pub fn init(format: LogFormat, verbosity: u8) {
+    let default = match verbosity {
+        0 => "info,kube=warn",
+        1 => "info,capkind=debug,kube=warn",
+        2 => "info,capkind=trace,kube=info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
