@@ -210,12 +210,25 @@ impl Error {
 pub fn mark_synced_when_ready<K, D>(ctx: &Context<D>, store: kube::runtime::reflector::Store<K>)
 where
     K: kube::Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync + Default,
 {
     let synced = ctx.cache_synced.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            synced.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The readiness signal wakes only the last task that waited on it, and the controller
+        // itself waits on it too, so poll it again now and then instead of waiting once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(kind = %K::kind(&Default::default()), "cache synced");
+                    synced.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cache never synced");
+                    return;
+                }
+                Err(_) => {}
+            }
         }
     });
 }

@@ -59,11 +59,22 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     ));
 
     let (leading_tx, mut leading) = tokio::sync::watch::channel(!flags.leader_elect);
-    let election = flags.leader_elect.then(|| {
+    // Without leader election the sender stays here, so that leadership never "ends".
+    let (election, _always_leading) = if flags.leader_elect {
         let settings = leader_settings(&flags);
         info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "campaigning for leadership");
-        tokio::spawn(leader::run(client.clone(), settings, leading_tx, cancel.child_token()))
-    });
+        (
+            Some(tokio::spawn(leader::run(
+                client.clone(),
+                settings,
+                leading_tx,
+                cancel.child_token(),
+            ))),
+            None,
+        )
+    } else {
+        (None, Some(leading_tx))
+    };
     if leading.wait_for(|l| *l).await.is_err() || cancel.is_cancelled() {
         return finish(election, server).await;
     }

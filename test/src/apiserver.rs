@@ -20,6 +20,9 @@ pub struct ApiServer {
     kubeconfig: PathBuf,
     url: String,
     pids: Vec<u32>,
+    apiserver: PathBuf,
+    etcd_port: u16,
+    secure_port: u16,
 }
 
 /// The API server shared by all tests of this test binary, started on first use.
@@ -70,12 +73,64 @@ impl ApiServer {
             kubeconfig,
             url,
             pids,
+            apiserver: apiserver.to_path_buf(),
+            etcd_port: client_port,
+            secure_port,
         };
         wait_ready(&server, &mut etcd_child, &mut api_child)?;
         if std::env::var_os("CAPKIND_TESTENV_NO_CRDS").is_none() {
             server.block_on(server.install_crds())?;
         }
         Ok(server)
+    }
+
+    /// Kills kube-apiserver and starts it again on the same port with the same etcd, as an
+    /// API server restart or upgrade looks to its clients. Returns once it answers again.
+    pub fn restart_kube_apiserver(&mut self) -> Result<(), String> {
+        let old = self.pids[1];
+        let _ = Command::new("kill").args(["-9", &old.to_string()]).status();
+        // Nobody reaps it (its Child handle is gone), so dead means gone or a zombie.
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+            })
+        };
+        while alive(old) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut api = spawn_logged(
+            Command::new(&self.apiserver).args(apiserver_args(
+                &self.dir,
+                self.etcd_port,
+                self.secure_port,
+            )),
+            &self.dir.join("kube-apiserver.log"),
+        )?;
+        self.pids[1] = api.id();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self
+            .block_on(async {
+                self.try_client()
+                    .await?
+                    .apiserver_version()
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .is_err()
+        {
+            if let Ok(Some(status)) = api.try_wait() {
+                return Err(format!(
+                    "kube-apiserver exited with {status} after the restart"
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err("kube-apiserver not ready within 90s after the restart".into());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(())
     }
 
     /// The kubeconfig file (admin, system:masters).
@@ -348,6 +403,8 @@ fn start_watchdog(dir: &Path, pids: &[u32]) -> Result<(), String> {
 parent=$1; dir=$2; token=$3; shift 3
 while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
 kill "$@" 2>/dev/null; sleep 1; kill -9 "$@" 2>/dev/null
+# Processes started later for this environment (a restarted kube-apiserver) name its directory.
+pkill -9 -f -- "$dir" 2>/dev/null
 rm -rf "$dir"
 if command -v docker >/dev/null 2>&1; then
   ids=$(docker ps -aq --filter "label=capkind.test/token=$token")

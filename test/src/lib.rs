@@ -16,8 +16,10 @@
 mod apiserver;
 pub mod docker;
 pub mod fixtures;
+pub mod http;
 pub mod manager;
 pub mod names;
+pub mod process;
 pub mod wait;
 
 pub use apiserver::{ApiServer, shared};

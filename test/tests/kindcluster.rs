@@ -1,7 +1,6 @@
 //! The KindCluster controller against a real kube-apiserver, the real Docker engine and real
 //! haproxy: what a Cluster API user sees of the load balancer and the control-plane endpoint.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use capkind::docker::ContainerRuntime;
@@ -86,19 +85,6 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// The response, or what went wrong (the caller retries until the listener is up).
-fn http_get(port: u16, path: &str) -> String {
-    let attempt = || -> std::io::Result<String> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    attempt().unwrap_or_else(|e| format!("request failed: {e}"))
 }
 
 async fn exec(container: &str, cmd: &[&str]) -> (i64, String) {
@@ -197,7 +183,7 @@ async fn load_balancer_is_created_configured_and_reported() {
     );
     let stats_port = lb.published[&8404][0].host_port;
     let stats = wait::until("haproxy stats page", Duration::from_secs(10), || async {
-        let page = http_get(stats_port, "/stats");
+        let page = capkind_test::http::get(stats_port, "/stats");
         if page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200") {
             Ok(page)
         } else {

@@ -24,8 +24,8 @@ pub enum State {
         of: usize,
         elapsed: u64,
     },
-    /// Ran to its end and the sentinel exists.
-    Succeeded,
+    /// Ran to its end, after `elapsed` seconds, and the sentinel exists.
+    Succeeded { elapsed: u64 },
     /// A step failed or the sentinel is missing; the message is safe to show.
     Failed { message: String },
     /// Stopped after the timeout.
@@ -129,7 +129,7 @@ pub async fn observe<D: ContainerRuntime>(
         }
     };
     Ok(match status {
-        "succeeded" => State::Succeeded,
+        "succeeded" => State::Succeeded { elapsed },
         "timeout" => State::TimedOut {
             after: timeout_secs,
         },

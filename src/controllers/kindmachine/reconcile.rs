@@ -163,18 +163,16 @@ pub fn provider_id(cluster: &str, container: &str) -> String {
     format!("kind://{cluster}/kind/{container}")
 }
 
-async fn write(
+async fn write<D>(
+    ctx: &Context<D>,
     api: &Api<KindMachine>,
     km: &KindMachine,
     findings: &Findings,
 ) -> Result<bool, Error> {
-    Ok(controllers::apply_status(
-        api,
-        km,
-        km.status.as_ref(),
-        &status::status(km, findings, &now()),
-    )
-    .await?)
+    ctx.metrics
+        .machine_phase(&controllers::key(km), Some(status::phase(findings)));
+    let st = status::status(km, findings, &now());
+    Ok(controllers::apply_status(api, km, km.status.as_ref(), &st).await?)
 }
 
 async fn provision<D: ContainerRuntime + Clone>(
@@ -213,7 +211,7 @@ async fn provision<D: ContainerRuntime + Clone>(
             addresses: None,
             failure_domain: fd,
         };
-        write(api, km, &findings).await?;
+        write(ctx, api, km, &findings).await?;
         return Ok(Action::await_change());
     }
     let container = match existing {
@@ -240,7 +238,7 @@ async fn provision<D: ContainerRuntime + Clone>(
                     addresses: None,
                     failure_domain: fd,
                 };
-                write(api, km, &findings).await?;
+                write(ctx, api, km, &findings).await?;
                 return Ok(Action::await_change());
             }
             None => create(km, ctx, inputs).await?,
@@ -278,7 +276,7 @@ async fn provision<D: ContainerRuntime + Clone>(
         addresses: Some(addresses),
         failure_domain: fd,
     };
-    write(api, km, &findings).await?;
+    write(ctx, api, km, &findings).await?;
     Ok(if node_pending {
         // The Node registers once kubeadm is done; look again without holding a worker.
         Action::requeue(std::time::Duration::from_secs(5))
@@ -538,8 +536,9 @@ async fn bootstrap<D: ContainerRuntime>(
                 "Bootstrapping",
                 format!("Running bootstrap step {step} of {of}"),
             ),
-            State::Succeeded => {
+            State::Succeeded { elapsed } => {
                 if km.spec.provider_id.is_none() {
+                    ctx.metrics.bootstrap_succeeded(elapsed);
                     ctx.event(
                         km,
                         EventType::Normal,
@@ -603,7 +602,7 @@ async fn delete<D: ContainerRuntime>(
         addresses: None,
         failure_domain: inputs.machine.spec.failure_domain.clone(),
     };
-    write(api, km, &findings).await?;
+    write(ctx, api, km, &findings).await?;
     match ctx.docker.inspect(name).await? {
         Some(c) if owner_of(km).owns(&c.labels) => {
             ctx.docker.remove(name).await?;
@@ -626,5 +625,6 @@ async fn delete<D: ContainerRuntime>(
         controllers::backends::reconfigure(ctx, &kc, &inputs.cluster_name, ipv6).await?;
     }
     controllers::remove_finalizer(api, km, FINALIZER).await?;
+    ctx.metrics.machine_phase(&controllers::key(km), None);
     Ok(Action::await_change())
 }

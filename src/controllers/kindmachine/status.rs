@@ -69,6 +69,20 @@ pub fn status(km: &KindMachine, f: &Findings, now: &Time) -> KindMachineStatus {
     st
 }
 
+/// The phase of a machine for the `capkind_machines` metric.
+pub fn phase(f: &Findings) -> &'static str {
+    use capkind_api::v1beta1::ConditionStatus::True;
+    let failed = |c: &Cond| c.severity == ConditionSeverity::Warning && c.status != True;
+    match (&f.container, &f.bootstrap) {
+        (c, b) if c.status == True && b.status == True => "Ready",
+        (c, b) if failed(c) || failed(b) => "Failed",
+        (c, _) if c.reason == "Deleting" => "Deleting",
+        (_, b) if b.reason == "Bootstrapping" => "Bootstrapping",
+        (c, _) if c.status == True => "Provisioning",
+        _ => "Waiting",
+    }
+}
+
 /// The status while paused: only the Paused condition changes.
 pub fn paused(km: &KindMachine, message: &str, now: &Time) -> KindMachineStatus {
     let mut st = km.status.clone().unwrap_or_default();

@@ -1,0 +1,99 @@
+//! The real manager binary as a separate process, as operators run it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::ApiServer;
+use crate::http;
+
+/// The `capkind` binary built next to the test binaries (cargo test builds every workspace
+/// binary).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let bin = dir.join("capkind");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p capkind`",
+        bin.display()
+    );
+    bin
+}
+
+/// A running manager; killed when dropped.
+pub struct ManagerProcess {
+    /// The process.
+    pub child: Child,
+    /// Port of /healthz and /readyz.
+    pub health_port: u16,
+    /// Port of /metrics.
+    pub metrics_port: u16,
+    /// Where its logs go.
+    pub log: PathBuf,
+}
+
+impl ManagerProcess {
+    /// Starts the manager against `server` with extra `args`, nodes with explicit capabilities
+    /// (this engine refuses --privileged).
+    pub fn start(server: &ApiServer, args: &[&str]) -> Self {
+        let (health_port, metrics_port) = (http::free_port(), http::free_port());
+        let log = server
+            .dir()
+            .join(format!("manager-{}.log", crate::names::unique("m")));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary())
+            .env("KUBECONFIG", server.kubeconfig())
+            .env("CAPKIND_NODE_PRIVILEGES", "capabilities")
+            .arg(format!("--health-addr=127.0.0.1:{health_port}"))
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start the manager");
+        Self {
+            child,
+            health_port,
+            metrics_port,
+            log,
+        }
+    }
+
+    /// The text of /metrics.
+    pub fn metrics(&self) -> String {
+        http::get(self.metrics_port, "/metrics")
+    }
+
+    /// The value of a metric line starting with `series` (name and labels), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, ...).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,294 @@
+//! The manager binary as an operator runs it, against the real API server and Docker: flags,
+//! probes, metrics, leader election with failover, SIGTERM, an API server restart.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use capkind_api::v1beta1::KindCluster;
+use capkind_test::docker::Janitor;
+use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec};
+use capkind_test::process::{ManagerProcess, binary};
+use capkind_test::{ApiServer, http, names, shared, wait};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::Api;
+
+/// A Cluster and KindCluster in `ns`; returns once the KindCluster is ready.
+async fn ready_cluster(client: &Client, ns: &str, janitor: &mut Janitor) -> String {
+    let name = names::unique("c");
+    janitor.track(format!("{name}-lb"));
+    cluster_with_kindcluster(client, ns, &name, false, kind_spec(&names::unique("net"))).await;
+    let api: Api<KindCluster> = Api::namespaced(client.clone(), ns);
+    wait::until("KindCluster ready", Duration::from_secs(60), || async {
+        let kc = api.get(&name).await.map_err(|e| e.to_string())?;
+        if kc.status.as_ref().is_some_and(|s| s.ready) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", kc.status))
+        }
+    })
+    .await;
+    name
+}
+
+async fn wait_http(manager: &ManagerProcess, port: u16, path: &str) -> String {
+    wait::until(path, Duration::from_secs(30), || async {
+        let r = http::get(port, path);
+        if http::is_ok(&r) {
+            Ok(r)
+        } else {
+            Err(format!("{r}\nmanager log:\n{}", manager.log_tail()))
+        }
+    })
+    .await
+}
+
+#[test]
+fn bad_flags_exit_with_status_2_and_a_clear_message() {
+    for (args, expected) in [
+        (&["--sync-period=soon"][..], "--sync-period"),
+        (
+            &["--leader-elect-renew-deadline=20s"],
+            "--leader-elect-renew-deadline must be shorter",
+        ),
+        (
+            &["--kindmachine-concurrency=0"],
+            "--kindmachine-concurrency",
+        ),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let out = Command::new(binary()).args(args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let out = Command::new(binary())
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("capkind {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn probes_and_metrics_answer_and_count_work() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let manager = ManagerProcess::start(server, &["--namespace", &ns]);
+    wait_http(&manager, manager.health_port, "/healthz").await;
+    wait_http(&manager, manager.health_port, "/readyz").await;
+    let before = manager.metrics();
+    assert!(
+        before.contains("capkind_build_info{version=\"0.1.0\"} 1"),
+        "{before}"
+    );
+    assert!(
+        before.contains(
+            "controller_runtime_max_concurrent_reconciles{controller=\"kindmachine\"} 50"
+        ),
+        "{before}"
+    );
+    assert!(before.contains("process_resident_memory_bytes"), "{before}");
+
+    ready_cluster(&client, &ns, &mut janitor).await;
+    let success =
+        "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"success\"}";
+    wait::until("reconciles counted", Duration::from_secs(10), || async {
+        let n = manager.metric(success);
+        if n >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
+    })
+    .await;
+    assert!(
+        manager.metric("capkind_docker_requests_total{op=\"create\",result=\"success\"}") >= 1.0,
+        "{}",
+        manager.metrics()
+    );
+    assert!(
+        manager.metrics().contains(
+            "controller_runtime_reconcile_time_seconds_bucket{controller=\"kindcluster\""
+        )
+    );
+    assert_eq!(
+        manager.metric("capkind_leader"),
+        1.0,
+        "without leader election the manager leads"
+    );
+}
+
+#[tokio::test]
+async fn one_leader_reconciles_and_the_other_takes_over() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let args = [
+        "--namespace",
+        &ns,
+        "--leader-elect",
+        "--leader-election-namespace",
+        &ns,
+        "--leader-elect-lease-duration=4s",
+        "--leader-elect-renew-deadline=3s",
+        "--leader-elect-retry-period=1s",
+    ];
+    let mut managers = vec![
+        ManagerProcess::start(server, &args),
+        ManagerProcess::start(server, &args),
+    ];
+    let leader = wait::until("a leader", Duration::from_secs(30), || async {
+        let leading: Vec<usize> = (0..2)
+            .filter(|&i| managers[i].metric("capkind_leader") == 1.0)
+            .collect();
+        match leading.as_slice() {
+            [one] => Ok(*one),
+            other => Err(format!("leading: {other:?}")),
+        }
+    })
+    .await;
+    let standby = 1 - leader;
+    ready_cluster(&client, &ns, &mut janitor).await;
+    let reconciles =
+        "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"success\"}";
+    assert!(managers[leader].metric(reconciles) >= 1.0);
+    assert_eq!(
+        managers[standby].metric(reconciles),
+        0.0,
+        "the standby reconciled"
+    );
+    let lease = Api::<Lease>::namespaced(client.clone(), &ns)
+        .get("controller-leader-election-capkind")
+        .await
+        .expect("lease");
+    assert!(
+        lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .is_some_and(|h| !h.is_empty())
+    );
+
+    // The leader dies without releasing the Lease: the standby takes over after it expires.
+    managers[leader].signal("KILL");
+    let killed = Instant::now();
+    wait::until("the standby leads", Duration::from_secs(20), || async {
+        if managers[standby].metric("capkind_leader") == 1.0 {
+            Ok(())
+        } else {
+            Err(managers[standby].log_tail())
+        }
+    })
+    .await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(12),
+        "took over only after {:?}",
+        killed.elapsed()
+    );
+    ready_cluster(&client, &ns, &mut janitor).await;
+    assert!(managers[standby].metric(reconciles) >= 1.0);
+    managers.clear();
+}
+
+#[tokio::test]
+async fn sigterm_finishes_releases_the_lease_and_exits_0() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let mut manager = ManagerProcess::start(
+        server,
+        &[
+            "--namespace",
+            &ns,
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns,
+            "--shutdown-timeout=10s",
+        ],
+    );
+    ready_cluster(&client, &ns, &mut janitor).await;
+    let lb_count = || {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=capkind.x-k8s.io/owner-namespace={ns}"),
+            ])
+            .output();
+        String::from_utf8_lossy(&out.expect("docker").stdout)
+            .lines()
+            .count()
+    };
+    // More work in flight when the signal arrives.
+    let name = names::unique("c");
+    janitor.track(format!("{name}-lb"));
+    cluster_with_kindcluster(&client, &ns, &name, false, kind_spec(&names::unique("net"))).await;
+    manager.signal("TERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = manager.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running 15s after SIGTERM:\n{}",
+            manager.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{}", manager.log_tail());
+    let lease = Api::<Lease>::namespaced(client.clone(), &ns)
+        .get("controller-leader-election-capkind")
+        .await
+        .expect("lease");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(holder.is_empty(), "the Lease is still held by {holder}");
+    // Nothing half-done: every container the manager made is running.
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=capkind.x-k8s.io/owner-namespace={ns}"),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ])
+        .output()
+        .expect("docker");
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listing.lines().all(|l| l.ends_with("running")), "{listing}");
+    assert!(lb_count() >= 1);
+}
+
+#[tokio::test]
+async fn reconciling_resumes_after_an_api_server_restart() {
+    let mut server = tokio::task::spawn_blocking(ApiServer::start)
+        .await
+        .expect("join")
+        .expect("own API server");
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let manager = ManagerProcess::start(&server, &["--namespace", &ns]);
+    ready_cluster(&client, &ns, &mut janitor).await;
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart_kube_apiserver().expect("restart");
+        server
+    })
+    .await
+    .expect("join");
+    let client = server.client().await;
+    ready_cluster(&client, &ns, &mut janitor).await;
+    assert!(manager.child.id() > 0);
+    drop(manager);
+}
