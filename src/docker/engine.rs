@@ -33,9 +33,15 @@ impl Engine {
     /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://...`), or to DOCKER_HOST or the
     /// default socket when `None`, and negotiates the API version so older engines answer.
     pub async fn connect(host: Option<&str>) -> Result<Self> {
-        let docker = match host {
-            Some(h) if !h.is_empty() => Docker::connect_with_host(h),
-            _ => Docker::connect_with_defaults(),
+        // An empty DOCKER_HOST (a manifest variable left at its default) means the local socket.
+        let from_env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+        let docker = match host
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .or(from_env)
+        {
+            Some(h) => Docker::connect_with_host(&h),
+            None => Docker::connect_with_socket_defaults(),
         }
         .map_err(|e| classify("connect", e))?;
         let docker = docker

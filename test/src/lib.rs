@@ -14,6 +14,7 @@
 //! Docker containers and networks whose names or labels carry this process's token.
 
 mod apiserver;
+pub mod clusterctl;
 pub mod docker;
 pub mod fixtures;
 pub mod http;

@@ -39,13 +39,22 @@ impl ManagerProcess {
     /// Starts the manager against `server` with extra `args`, nodes with explicit capabilities
     /// (this engine refuses --privileged).
     pub fn start(server: &ApiServer, args: &[&str]) -> Self {
+        Self::start_with_kubeconfig(server, server.kubeconfig(), args)
+    }
+
+    /// Like [`ManagerProcess::start`], with another identity's kubeconfig.
+    pub fn start_with_kubeconfig(
+        server: &ApiServer,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> Self {
         let (health_port, metrics_port) = (http::free_port(), http::free_port());
         let log = server
             .dir()
             .join(format!("manager-{}.log", crate::names::unique("m")));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary())
-            .env("KUBECONFIG", server.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("CAPKIND_NODE_PRIVILEGES", "capabilities")
             .arg(format!("--health-addr=127.0.0.1:{health_port}"))
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))

@@ -774,3 +774,73 @@ async fn deleting_a_cluster_leaves_no_container_or_volume() {
         assert!(!out.status.success(), "volume {v} left behind");
     }
 }
+
+#[tokio::test]
+async fn a_paused_machine_is_left_alone() {
+    let mut e = env(true).await;
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let mut spec = machine_spec();
+    spec["bootstrapTimeout"] = serde_json::json!("5m");
+    let name = format!("{}-paused", e.cluster);
+    bootstrap_secret(&e.client, &e.ns, &name, &e.cluster, "cloud-config", &data).await;
+    let km = machine_with_kindmachine(
+        &e.client,
+        &e.ns,
+        &e.cluster,
+        &name,
+        false,
+        Some(&name),
+        spec,
+    )
+    .await;
+    e.janitor.track(name.clone());
+    // Paused right away; it may have been reconciled once before the annotation landed.
+    let patch = serde_json::json!({"metadata": {"annotations": {"cluster.x-k8s.io/paused": ""}}});
+    e.machines
+        .patch(
+            &km.name_any(),
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("pause");
+    let paused = e
+        .wait(&name, "Paused", |km| {
+            cond(km, "Paused").is_some_and(|c| c.status == "True")
+        })
+        .await;
+    assert!(
+        cond(&paused, "Paused")
+            .expect("c")
+            .message
+            .contains("cluster.x-k8s.io/paused annotation")
+    );
+    let before = engine()
+        .await
+        .inspect(&name)
+        .await
+        .expect("inspect")
+        .map(|c| c.id);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        engine()
+            .await
+            .inspect(&name)
+            .await
+            .expect("inspect")
+            .map(|c| c.id),
+        before,
+        "touched while paused"
+    );
+    let unpause =
+        serde_json::json!({"metadata": {"annotations": {"cluster.x-k8s.io/paused": null}}});
+    e.machines
+        .patch(
+            &name,
+            &Default::default(),
+            &kube::api::Patch::Merge(&unpause),
+        )
+        .await
+        .expect("unpause");
+    e.wait_ready(&name).await;
+}

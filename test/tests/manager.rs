@@ -292,3 +292,116 @@ async fn reconciling_resumes_after_an_api_server_restart() {
     assert!(manager.child.id() > 0);
     drop(manager);
 }
+
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_stops_at_once() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let args = [
+        "--namespace",
+        &ns,
+        "--leader-elect",
+        "--leader-election-namespace",
+        &ns,
+        "--leader-elect-lease-duration=6s",
+        "--leader-elect-renew-deadline=4s",
+        "--leader-elect-retry-period=1s",
+    ];
+    let mut manager = ManagerProcess::start(server, &args);
+    wait::until("leadership", Duration::from_secs(30), || async {
+        if manager.metric("capkind_leader") == 1.0 {
+            Ok(())
+        } else {
+            Err(manager.log_tail())
+        }
+    })
+    .await;
+    // Someone else takes the Lease (an operator, or a partition healing the wrong way).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let mut lease = leases
+        .get("controller-leader-election-capkind")
+        .await
+        .expect("lease");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    leases
+        .replace(
+            "controller-leader-election-capkind",
+            &Default::default(),
+            &lease,
+        )
+        .await
+        .expect("take the lease");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = manager.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still running after losing the Lease:\n{}",
+            manager.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{}", manager.log_tail());
+    assert!(
+        manager.log_tail().contains("lost"),
+        "{}",
+        manager.log_tail()
+    );
+}
+
+#[tokio::test]
+async fn watch_filter_limits_what_is_reconciled() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let manager = ManagerProcess::start(server, &["--namespace", &ns, "--watch-filter", "mine"]);
+    wait_http(&manager, manager.health_port, "/readyz").await;
+    let kcs: Api<KindCluster> = Api::namespaced(client.clone(), &ns);
+    let mut names_by_label = Vec::new();
+    for label in ["mine", "theirs"] {
+        let name = names::unique("c");
+        janitor.track(format!("{name}-lb"));
+        let (_, kc) =
+            cluster_with_kindcluster(&client, &ns, &name, false, kind_spec(&names::unique("net")))
+                .await;
+        let patch =
+            serde_json::json!({"metadata": {"labels": {"cluster.x-k8s.io/watch-filter": label}}});
+        kcs.patch(
+            &kc.metadata.name.clone().expect("name"),
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("label");
+        names_by_label.push(name);
+    }
+    wait::until(
+        "the filtered KindCluster ready",
+        Duration::from_secs(60),
+        || async {
+            let kc = kcs
+                .get(&names_by_label[0])
+                .await
+                .map_err(|e| e.to_string())?;
+            if kc.status.as_ref().is_some_and(|s| s.ready) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", kc.status))
+            }
+        },
+    )
+    .await;
+    let other = kcs.get(&names_by_label[1]).await.expect("get");
+    assert!(
+        other.status.is_none() && other.metadata.finalizers.is_none(),
+        "reconciled despite the filter: {other:?}"
+    );
+}
