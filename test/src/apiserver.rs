@@ -403,8 +403,9 @@ fn start_watchdog(dir: &Path, pids: &[u32]) -> Result<(), String> {
 parent=$1; dir=$2; token=$3; shift 3
 while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
 kill "$@" 2>/dev/null; sleep 1; kill -9 "$@" 2>/dev/null
-# Processes started later for this environment (a restarted kube-apiserver) name its directory.
-pkill -9 -f -- "$dir" 2>/dev/null
+# A kube-apiserver started later for this environment (a restart) names its cert directory;
+# matching on the directory alone would match this watchdog too.
+pkill -9 -f -- "cert-dir=$dir/certs" 2>/dev/null
 rm -rf "$dir"
 if command -v docker >/dev/null 2>&1; then
   ids=$(docker ps -aq --filter "label=capkind.test/token=$token")

@@ -368,3 +368,119 @@ async fn the_manager_needs_no_more_than_its_role() {
         manager.log_tail()
     );
 }
+
+#[tokio::test]
+async fn the_image_builds_offline_runs_unprivileged_and_reconciles() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let image = format!("capkind-manager:{}", names::token());
+    let binary = capkind_test::process::binary();
+    let out = Command::new("bash")
+        .args([
+            &format!("{ROOT}/hack/build-manager-image.sh"),
+            &image,
+            &binary.display().to_string(),
+        ])
+        .output()
+        .expect("build script");
+    assert!(
+        out.status.success(),
+        "image build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let container = names::unique("manager");
+    let mut janitor = Janitor::default();
+    janitor.track(&container);
+    let socket_group = std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+        .expect("socket");
+    let (health, metrics) = (
+        capkind_test::http::free_port(),
+        capkind_test::http::free_port(),
+    );
+    let run = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &container,
+            "--network",
+            "host",
+            "--user",
+            "65532",
+        ])
+        .args(["--group-add", &socket_group.to_string()])
+        .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+        .args([
+            "-v",
+            &format!("{}:/kubeconfig:ro", server.kubeconfig().display()),
+            "-e",
+            "KUBECONFIG=/kubeconfig",
+        ])
+        .arg(&image)
+        .args(["--namespace", &ns, "--node-privileges", "capabilities"])
+        .arg(format!("--health-addr=127.0.0.1:{health}"))
+        .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
+        .output()
+        .expect("docker run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let logs = || {
+        let out = Command::new("docker")
+            .args(["logs", "--tail", "20", &container])
+            .output()
+            .expect("docker logs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    for path in ["/healthz", "/readyz"] {
+        wait::until(path, Duration::from_secs(30), || async {
+            let r = capkind_test::http::get(health, path);
+            if capkind_test::http::is_ok(&r) {
+                Ok(())
+            } else {
+                Err(format!("{r}\n{}", logs()))
+            }
+        })
+        .await;
+    }
+    let cluster = names::unique("c");
+    janitor.track(format!("{cluster}-lb"));
+    cluster_with_kindcluster(
+        &client,
+        &ns,
+        &cluster,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    let kcs: Api<KindCluster> = Api::namespaced(client.clone(), &ns);
+    wait::until(
+        "KindCluster ready through the mounted socket",
+        Duration::from_secs(60),
+        || async {
+            let kc = kcs.get(&cluster).await.map_err(|e| e.to_string())?;
+            if kc.status.as_ref().is_some_and(|s| s.ready) {
+                Ok(())
+            } else {
+                Err(logs())
+            }
+        },
+    )
+    .await;
+    let user = Command::new("docker")
+        .args(["inspect", "-f", "{{.Config.User}}", &container])
+        .output()
+        .expect("inspect");
+    assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532");
+    drop(janitor);
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+}
