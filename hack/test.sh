@@ -10,6 +10,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build (the manager binary the process tests run)"
+cargo build --workspace --bins
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -17,6 +17,7 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -204,6 +205,50 @@ impl Error {
             Error::BadTimeout(_) => "BootstrapTimeoutInvalid",
         }
     }
+}
+
+/// Objects of kind `K` whose containers (those carrying `labels`) changed state in Docker, found
+/// through the containers' owner labels. Reconnects, a second apart, when the engine goes away.
+pub fn container_owner_events<K, D>(
+    docker: D,
+    labels: &'static [(&'static str, &'static str)],
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + 'static,
+    D: docker::ContainerRuntime + Clone,
+{
+    use futures::StreamExt;
+    futures::stream::unfold(true, move |first| {
+        let docker = docker.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some((docker.container_events(labels), false))
+        }
+    })
+    .flatten()
+    .filter_map(|event| async move {
+        let owner = docker::labels::Owner::from_labels(&event.ok()?.labels)?;
+        (owner.kind == K::kind(&())).then(|| ObjectRef::new(&owner.name).within(&owner.namespace))
+    })
+}
+
+/// Runs `reconcile` and counts it in the metrics under `controller`.
+pub async fn counted<K, D, F, Fut>(
+    controller: &'static str,
+    obj: Arc<K>,
+    ctx: Arc<Context<D>>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    F: FnOnce(Arc<K>, Arc<Context<D>>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>>,
+{
+    let timer = ctx.metrics.reconcile(controller);
+    let result = reconcile(obj, ctx.clone()).await;
+    timer.done(result.as_ref().map(|_| ()).map_err(Error::reason));
+    result
 }
 
 /// Sets `ctx.cache_synced` once `store` has its first full list.

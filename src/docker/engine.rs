@@ -95,6 +95,87 @@ fn free_subnet(taken: &[String]) -> Option<String> {
     })
 }
 
+impl Engine {
+    /// Runs `cmd` in `container`, streaming `input` to its standard input while its output is
+    /// read (so neither side can block the other), and returns output and exit code.
+    async fn exec_attached(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        input: Option<BoxStream<'_, Result<bytes::Bytes>>>,
+        what: String,
+    ) -> Result<ExecOutput> {
+        let unavailable = |e: std::io::Error| Error::Unavailable {
+            what: what.clone(),
+            message: e.to_string(),
+        };
+        let config = ExecConfig {
+            attach_stdin: Some(input.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        let StartExecResults::Attached {
+            mut output,
+            input: mut stdin,
+        } = started
+        else {
+            return Err(Error::Unavailable {
+                what,
+                message: "exec did not attach".into(),
+            });
+        };
+        let reader = tokio::spawn(async move {
+            let mut out = ExecOutput::default();
+            while let Some(Ok(chunk)) = output.next().await {
+                match chunk {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        out.stdout.extend_from_slice(&message)
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        out.stderr.extend_from_slice(&message)
+                    }
+                    _ => {}
+                }
+            }
+            out
+        });
+        if let Some(mut input) = input {
+            while let Some(chunk) = input.next().await {
+                stdin.write_all(&chunk?).await.map_err(unavailable)?;
+            }
+        }
+        let _ = stdin.shutdown().await;
+        let mut out = reader.await.map_err(|e| Error::Unavailable {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| classify(what, e))?;
+        out.exit_code = inspect.exit_code.unwrap_or(-1);
+        Ok(out)
+    }
+}
+
 /// Maps a bollard error onto the provider's four kinds.
 fn classify(what: impl Into<String>, err: BollardError) -> Error {
     let what = what.into();
@@ -404,144 +485,23 @@ impl ContainerRuntime for Engine {
     }
 
     async fn exec(&self, name: &str, cmd: &[&str], stdin: Option<Vec<u8>>) -> Result<ExecOutput> {
-        let what = || {
-            format!(
-                "exec {:?} in {name}",
-                cmd.first().copied().unwrap_or_default()
-            )
-        };
-        let config = ExecConfig {
-            attach_stdin: Some(stdin.is_some()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_exec(name, config)
-            .await
-            .map_err(|e| classify(what(), e))?;
-        let options = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: None,
-        };
-        let started = self
-            .docker
-            .start_exec(&created.id, Some(options))
-            .await
-            .map_err(|e| classify(what(), e))?;
-        let mut out = ExecOutput::default();
-        if let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started
-        {
-            if let Some(data) = stdin {
-                input
-                    .write_all(&data)
-                    .await
-                    .map_err(|e| Error::Unavailable {
-                        what: what(),
-                        message: e.to_string(),
-                    })?;
-            }
-            let _ = input.shutdown().await;
-            while let Some(chunk) = output.next().await {
-                match chunk.map_err(|e| classify(what(), e))? {
-                    bollard::container::LogOutput::StdOut { message } => {
-                        out.stdout.extend_from_slice(&message)
-                    }
-                    bollard::container::LogOutput::StdErr { message } => {
-                        out.stderr.extend_from_slice(&message)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let inspect = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(|e| classify(what(), e))?;
-        out.exit_code = inspect.exit_code.unwrap_or(-1);
-        Ok(out)
+        let what = format!(
+            "exec {:?} in {name}",
+            cmd.first().copied().unwrap_or_default()
+        );
+        let input =
+            stdin.map(|data| futures::stream::once(async { Ok(bytes::Bytes::from(data)) }).boxed());
+        self.exec_attached(name, cmd, input, what).await
     }
 
     async fn pipe_image(&self, image: &str, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-        let what = || format!("load image {image} into {container}");
-        let config = ExecConfig {
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-            ..Default::default()
-        };
-        let created = self
+        let what = format!("load image {image} into {container}");
+        let export = self
             .docker
-            .create_exec(container, config)
-            .await
-            .map_err(|e| classify(what(), e))?;
-        let options = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: None,
-        };
-        let started = self
-            .docker
-            .start_exec(&created.id, Some(options))
-            .await
-            .map_err(|e| classify(what(), e))?;
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started
-        else {
-            return Err(Error::Unavailable {
-                what: what(),
-                message: "exec did not attach".into(),
-            });
-        };
-        // Read the command's output while feeding it, so neither side can block the other.
-        let reader = tokio::spawn(async move {
-            let mut out = ExecOutput::default();
-            while let Some(Ok(chunk)) = output.next().await {
-                match chunk {
-                    bollard::container::LogOutput::StdOut { message } => {
-                        out.stdout.extend_from_slice(&message)
-                    }
-                    bollard::container::LogOutput::StdErr { message } => {
-                        out.stderr.extend_from_slice(&message)
-                    }
-                    _ => {}
-                }
-            }
-            out
-        });
-        let mut export = self.docker.export_image(image);
-        while let Some(chunk) = export.next().await {
-            let chunk = chunk.map_err(|e| classify(what(), e))?;
-            input
-                .write_all(&chunk)
-                .await
-                .map_err(|e| Error::Unavailable {
-                    what: what(),
-                    message: e.to_string(),
-                })?;
-        }
-        let _ = input.shutdown().await;
-        let mut out = reader.await.map_err(|e| Error::Unavailable {
-            what: what(),
-            message: e.to_string(),
-        })?;
-        let inspect = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(|e| classify(what(), e))?;
-        out.exit_code = inspect.exit_code.unwrap_or(-1);
-        Ok(out)
+            .export_image(image)
+            .map(|chunk| chunk.map_err(|e| classify("export image", e)))
+            .boxed();
+        self.exec_attached(container, cmd, Some(export), what).await
     }
 
     async fn upload(&self, name: &str, path: &str, tar: Vec<u8>) -> Result<()> {

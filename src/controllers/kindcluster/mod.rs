@@ -6,11 +6,10 @@ mod reconcile;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use capkind_api::capi::Cluster;
 use capkind_api::v1beta1::KindCluster;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -37,16 +36,14 @@ pub async fn run<D: ContainerRuntime + Clone>(
             scope.watcher(),
             cluster_to_kindcluster,
         )
-        .reconcile_on(load_balancer_events(ctx.docker.clone()))
+        .reconcile_on(super::container_owner_events(
+            ctx.docker.clone(),
+            &[(labels::ROLE, labels::ROLE_LOAD_BALANCER)],
+        ))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
-            |kc, ctx: Arc<Context<D>>| async move {
-                let timer = ctx.metrics.reconcile("kindcluster");
-                let result = reconcile(kc, ctx.clone()).await;
-                timer.done(result.as_ref().map(|_| ()).map_err(|e| e.reason()));
-                result
-            },
+            |kc, ctx| super::counted("kindcluster", kc, ctx, reconcile),
             error_policy,
             ctx,
         )
@@ -62,28 +59,4 @@ fn cluster_to_kindcluster(cluster: Cluster) -> Option<ObjectRef<KindCluster>> {
         return None;
     }
     Some(ObjectRef::new(r.name.as_deref()?).within(&cluster.namespace().unwrap_or_default()))
-}
-
-/// KindClusters whose load-balancer container changed state in Docker (stopped, removed by
-/// hand). Reconnects, a second apart, when the engine goes away and comes back.
-fn load_balancer_events<D: ContainerRuntime + Clone>(
-    docker: D,
-) -> impl Stream<Item = ObjectRef<KindCluster>> + Send + 'static {
-    futures::stream::unfold(true, move |first| {
-        let docker = docker.clone();
-        async move {
-            if !first {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Some((
-                docker.container_events(&[(labels::ROLE, labels::ROLE_LOAD_BALANCER)]),
-                false,
-            ))
-        }
-    })
-    .flatten()
-    .filter_map(|event| async move {
-        let owner = labels::Owner::from_labels(&event.ok()?.labels)?;
-        (owner.kind == "KindCluster").then(|| ObjectRef::new(&owner.name).within(&owner.namespace))
-    })
 }

@@ -8,11 +8,10 @@ mod reconcile;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use capkind_api::capi::{CLUSTER_NAME_LABEL, Cluster, Machine};
 use capkind_api::v1beta1::{KindCluster, KindMachine};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -34,7 +33,8 @@ pub async fn run<D: ContainerRuntime + Clone>(
     let controller = Controller::new(scope.api::<KindMachine>(client.clone()), scope.watcher());
     let store = controller.store();
     super::mark_synced_when_ready(&ctx, store.clone());
-    let triggers = node_events(ctx.docker.clone());
+    let triggers =
+        super::container_owner_events(ctx.docker.clone(), &[(labels::OWNER_KIND, "KindMachine")]);
     let (by_cluster, by_kindcluster) = (store.clone(), store);
     controller
         .watches(
@@ -73,12 +73,7 @@ pub async fn run<D: ContainerRuntime + Clone>(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
-            |km, ctx: Arc<Context<D>>| async move {
-                let timer = ctx.metrics.reconcile("kindmachine");
-                let result = reconcile(km, ctx.clone()).await;
-                timer.done(result.as_ref().map(|_| ()).map_err(|e| e.reason()));
-                result
-            },
+            |km, ctx| super::counted("kindmachine", km, ctx, reconcile),
             error_policy,
             ctx,
         )
@@ -111,27 +106,4 @@ fn machines_of(
         })
         .map(|km| ObjectRef::from_obj(km.as_ref()))
         .collect()
-}
-
-/// KindMachines whose node container changed state in Docker. Reconnects a second apart.
-fn node_events<D: ContainerRuntime + Clone>(
-    docker: D,
-) -> impl Stream<Item = ObjectRef<KindMachine>> + Send + 'static {
-    futures::stream::unfold(true, move |first| {
-        let docker = docker.clone();
-        async move {
-            if !first {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Some((
-                docker.container_events(&[(labels::OWNER_KIND, "KindMachine")]),
-                false,
-            ))
-        }
-    })
-    .flatten()
-    .filter_map(|event| async move {
-        let owner = labels::Owner::from_labels(&event.ok()?.labels)?;
-        Some(ObjectRef::new(&owner.name).within(&owner.namespace))
-    })
 }
