@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 image="${1:-capkind-manager:dev}"
 binary="${2:-target/release/capkind}"
+apt_install ca-certificates binutils
 if [ ! -x "$binary" ]; then
   log "building $binary"
   cargo build --release --bin capkind >&2
@@ -21,7 +22,6 @@ ldd "$binary" | awk '/=> \// {print $3} $1 ~ /^\// {print $1}' | while read -r l
   cp -L "$lib" "$context/rootfs$lib"
 done
 # The system's CA bundle (Debian's ca-certificates): the TLS stack loads it at start.
-apt_install ca-certificates
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$context/rootfs/etc/ssl/certs/ca-certificates.crt"
 cp Dockerfile "$context/"
 DOCKER_BUILDKIT=0 docker build -q -t "$image" "$context" >/dev/null 2>"$context/build.log" \

@@ -4,7 +4,7 @@
 # Prints the export lines of hack/build-images.sh.
 source "$(dirname "$0")/lib.sh"
 
-apt_install etcd-server openssl util-linux ca-certificates curl
+apt_install etcd-server openssl util-linux procps binutils ca-certificates curl
 command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client
 command -v docker >/dev/null 2>&1 || die "the Docker engine is not installed; the tests need it (socket /var/run/docker.sock)"
 # etcd-server's package starts a system etcd on 2379; the tests run their own on free ports.
