@@ -92,6 +92,26 @@ impl ManagerProcess {
             .status();
     }
 
+    /// Waits for the process to end, or panics after `timeout` with its log.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: std::time::Duration,
+        after: &str,
+    ) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "still running {timeout:?} after {after}:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The last lines of its log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

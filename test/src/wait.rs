@@ -21,3 +21,20 @@ where
     }
     panic!("timed out after {timeout:?} waiting for {what}; last observed: {last}");
 }
+
+/// Waits until the object `name` no longer exists (its finalizers are done), or panics after
+/// `timeout` naming what still holds it.
+pub async fn deleted<K>(api: &kube::Api<K>, name: &str, timeout: Duration)
+where
+    K::DynamicType: Default,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!("{} {name} gone", K::kind(&Default::default()));
+    until(&what, timeout, || async {
+        match api.get_opt(name).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(obj) => Err(format!("finalizers {:?}", obj.meta().finalizers)),
+        }
+    })
+    .await
+}

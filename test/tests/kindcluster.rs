@@ -285,13 +285,7 @@ async fn deletion_removes_the_container_and_the_finalizer() {
         .delete(&name, &DeleteParams::default())
         .await
         .expect("delete");
-    wait::until("KindCluster gone", Duration::from_secs(60), || async {
-        match e.api.get_opt(&name).await.map_err(|err| err.to_string())? {
-            None => Ok(()),
-            Some(kc) => Err(format!("still there: {:?}", kc.status)),
-        }
-    })
-    .await;
+    wait::deleted(&e.api, &name, Duration::from_secs(60)).await;
     assert!(
         docker.inspect(&lb.name).await.expect("inspect").is_none(),
         "load balancer left behind"
@@ -669,15 +663,5 @@ async fn deleted_without_owner_loses_its_finalizer() {
         .delete(&name, &DeleteParams::default())
         .await
         .expect("delete");
-    wait::until(
-        "unowned KindCluster gone",
-        Duration::from_secs(30),
-        || async {
-            match e.api.get_opt(&name).await.map_err(|err| err.to_string())? {
-                None => Ok(()),
-                Some(kc) => Err(format!("finalizers {:?}", kc.finalizers())),
-            }
-        },
-    )
-    .await;
+    wait::deleted(&e.api, &name, Duration::from_secs(30)).await;
 }

@@ -506,18 +506,7 @@ async fn control_planes_drain_and_leave_the_load_balancer() {
         .delete(&second, &DeleteParams::default())
         .await
         .expect("delete KindMachine");
-    wait::until("KindMachine gone", Duration::from_secs(60), || async {
-        match e
-            .machines
-            .get_opt(&second)
-            .await
-            .map_err(|err| err.to_string())?
-        {
-            None => Ok(()),
-            Some(km) => Err(format!("{:?}", km.finalizers())),
-        }
-    })
-    .await;
+    wait::deleted(&e.machines, &second, Duration::from_secs(60)).await;
     assert!(
         engine()
             .await
@@ -747,17 +736,7 @@ async fn deleting_a_cluster_leaves_no_container_or_volume() {
     kcs.delete(&e.cluster, &DeleteParams::default())
         .await
         .expect("delete KindCluster");
-    wait::until("KindCluster gone", Duration::from_secs(60), || async {
-        match kcs
-            .get_opt(&e.cluster)
-            .await
-            .map_err(|err| err.to_string())?
-        {
-            None => Ok(()),
-            Some(_) => Err("still there".to_string()),
-        }
-    })
-    .await;
+    wait::deleted(&kcs, &e.cluster, Duration::from_secs(60)).await;
     assert!(
         docker
             .list(&[cluster_label])

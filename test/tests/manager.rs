@@ -231,18 +231,7 @@ async fn sigterm_finishes_releases_the_lease_and_exits_0() {
     janitor.track(format!("{name}-lb"));
     cluster_with_kindcluster(&client, &ns, &name, false, kind_spec(&names::unique("net"))).await;
     manager.signal("TERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = manager.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "still running 15s after SIGTERM:\n{}",
-            manager.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = manager.wait_exit(Duration::from_secs(15), "SIGTERM").await;
     assert_eq!(status.code(), Some(0), "{}", manager.log_tail());
     let lease = Api::<Lease>::namespaced(client.clone(), &ns)
         .get("controller-leader-election-capkind")
@@ -336,18 +325,9 @@ async fn a_leader_that_loses_its_lease_stops_at_once() {
         )
         .await
         .expect("take the lease");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = manager.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "still running after losing the Lease:\n{}",
-            manager.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = manager
+        .wait_exit(Duration::from_secs(10), "losing the Lease")
+        .await;
     assert_eq!(status.code(), Some(1), "{}", manager.log_tail());
     assert!(
         manager.log_tail().contains("lost"),
