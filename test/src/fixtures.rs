@@ -151,3 +151,45 @@ pub async fn machine_with_kindmachine(
 pub fn machine_spec() -> serde_json::Value {
     json!({"customImage": crate::docker::images().node})
 }
+
+/// A Cluster and its KindCluster (unique names, a network of their own) in `ns`, tracked by
+/// `janitor`; returns the KindCluster once it is ready: `status.ready` and the Ready condition.
+pub async fn ready_cluster(
+    client: &Client,
+    ns: &str,
+    janitor: &mut crate::docker::Janitor,
+) -> KindCluster {
+    let name = crate::names::unique("c");
+    janitor.track(format!("{name}-lb"));
+    cluster_with_kindcluster(
+        client,
+        ns,
+        &name,
+        false,
+        kind_spec(&crate::names::unique("net")),
+    )
+    .await;
+    let api: Api<KindCluster> = Api::namespaced(client.clone(), ns);
+    crate::wait::until(
+        "KindCluster ready",
+        std::time::Duration::from_secs(60),
+        || async {
+            let kc = api.get(&name).await.map_err(|e| e.to_string())?;
+            let ready_condition = kc
+                .status
+                .as_ref()
+                .and_then(|s| s.v1beta2.as_ref())
+                .is_some_and(|v| {
+                    v.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                });
+            if kc.status.as_ref().is_some_and(|s| s.ready) && ready_condition {
+                Ok(kc)
+            } else {
+                Err(format!("{:?}", kc.status))
+            }
+        },
+    )
+    .await
+}

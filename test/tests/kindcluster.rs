@@ -7,7 +7,9 @@ use capkind::docker::ContainerRuntime;
 use capkind_api::capi::Cluster;
 use capkind_api::v1beta1::KindCluster;
 use capkind_test::docker::{Janitor, engine, token_label};
-use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec, kindcluster_owned_by};
+use capkind_test::fixtures::{
+    cluster_with_kindcluster, kind_spec, kindcluster_owned_by, ready_cluster,
+};
 use capkind_test::{Manager, names, shared, wait};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -106,20 +108,10 @@ async fn exec(container: &str, cmd: &[&str]) -> (i64, String) {
 #[tokio::test]
 async fn load_balancer_is_created_configured_and_reported() {
     let e = env().await;
-    let name = names::unique("c");
     let mut janitor = Janitor::default();
-    janitor.track(format!("{name}-lb"));
     let _manager = Manager::start(e.client.clone(), &e.ns).await;
-    cluster_with_kindcluster(
-        &e.client,
-        &e.ns,
-        &name,
-        false,
-        kind_spec(&names::unique("net")),
-    )
-    .await;
-
-    let kc = wait_ready(&e.api, &name).await;
+    let kc = ready_cluster(&e.client, &e.ns, &mut janitor).await;
+    let name = kc.name_any();
     let docker = engine().await;
     let lb = docker
         .inspect(&format!("{name}-lb"))
@@ -261,19 +253,10 @@ async fn nothing_happens_while_paused_and_work_resumes_after() {
 #[tokio::test]
 async fn deletion_removes_the_container_and_the_finalizer() {
     let e = env().await;
-    let name = names::unique("c");
     let mut janitor = Janitor::default();
-    janitor.track(format!("{name}-lb"));
     let _manager = Manager::start(e.client.clone(), &e.ns).await;
-    cluster_with_kindcluster(
-        &e.client,
-        &e.ns,
-        &name,
-        false,
-        kind_spec(&names::unique("net")),
-    )
-    .await;
-    wait_ready(&e.api, &name).await;
+    let kc = ready_cluster(&e.client, &e.ns, &mut janitor).await;
+    let name = kc.name_any();
     let docker = engine().await;
     let lb = docker
         .inspect(&format!("{name}-lb"))
@@ -486,19 +469,10 @@ async fn restart_safe_and_self_healing() {
 #[tokio::test]
 async fn no_writes_in_a_steady_state() {
     let e = env().await;
-    let name = names::unique("c");
     let mut janitor = Janitor::default();
-    janitor.track(format!("{name}-lb"));
     let _manager = Manager::start(e.client.clone(), &e.ns).await;
-    cluster_with_kindcluster(
-        &e.client,
-        &e.ns,
-        &name,
-        false,
-        kind_spec(&names::unique("net")),
-    )
-    .await;
-    wait_ready(&e.api, &name).await;
+    let kc = ready_cluster(&e.client, &e.ns, &mut janitor).await;
+    let name = kc.name_any();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = e.api.get(&name).await.expect("get").resource_version();
     // Poke it: a Cluster update and a reconcile must not write either.

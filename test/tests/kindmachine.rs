@@ -9,8 +9,7 @@ use capkind_api::capi::Machine;
 use capkind_api::v1beta1::{KindCluster, KindMachine, MachineAddressType};
 use capkind_test::docker::{Janitor, engine};
 use capkind_test::fixtures::{
-    bootstrap_secret, cluster_with_kindcluster, kind_spec, machine_spec, machine_with_kindmachine,
-    mark_cluster,
+    bootstrap_secret, machine_spec, machine_with_kindmachine, mark_cluster, ready_cluster,
 };
 use capkind_test::{Manager, names, shared, wait};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -32,22 +31,10 @@ async fn env(control_plane_initialized: bool) -> Env {
     let server = shared();
     let client = server.client().await;
     let ns = server.namespace(&client).await;
-    let cluster = names::unique("c");
-    let network = names::unique("net");
     let mut janitor = Janitor::default();
-    janitor.track(format!("{cluster}-lb"));
     let manager = Manager::start(client.clone(), &ns).await;
-    cluster_with_kindcluster(&client, &ns, &cluster, false, kind_spec(&network)).await;
-    let kcs: Api<KindCluster> = Api::namespaced(client.clone(), &ns);
-    wait::until("KindCluster ready", Duration::from_secs(60), || async {
-        let kc = kcs.get(&cluster).await.map_err(|e| e.to_string())?;
-        if kc.status.as_ref().is_some_and(|s| s.ready) {
-            Ok(())
-        } else {
-            Err(format!("{:?}", kc.status))
-        }
-    })
-    .await;
+    let kc = ready_cluster(&client, &ns, &mut janitor).await;
+    let (cluster, network) = (kc.name_any(), kc.spec.network.clone().expect("network"));
     mark_cluster(&client, &ns, &cluster, control_plane_initialized).await;
     Env {
         machines: Api::namespaced(client.clone(), &ns),

@@ -6,30 +6,11 @@ use std::time::{Duration, Instant};
 
 use capkind_api::v1beta1::KindCluster;
 use capkind_test::docker::Janitor;
-use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec};
+use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec, ready_cluster};
 use capkind_test::process::{ManagerProcess, binary};
 use capkind_test::{ApiServer, http, names, shared, wait};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::Client;
 use kube::api::Api;
-
-/// A Cluster and KindCluster in `ns`; returns once the KindCluster is ready.
-async fn ready_cluster(client: &Client, ns: &str, janitor: &mut Janitor) -> String {
-    let name = names::unique("c");
-    janitor.track(format!("{name}-lb"));
-    cluster_with_kindcluster(client, ns, &name, false, kind_spec(&names::unique("net"))).await;
-    let api: Api<KindCluster> = Api::namespaced(client.clone(), ns);
-    wait::until("KindCluster ready", Duration::from_secs(60), || async {
-        let kc = api.get(&name).await.map_err(|e| e.to_string())?;
-        if kc.status.as_ref().is_some_and(|s| s.ready) {
-            Ok(())
-        } else {
-            Err(format!("{:?}", kc.status))
-        }
-    })
-    .await;
-    name
-}
 
 async fn wait_http(manager: &ManagerProcess, port: u16, path: &str) -> String {
     wait::until(path, Duration::from_secs(30), || async {
