@@ -21,6 +21,7 @@ pub struct Metrics {
     active_workers: IntGaugeVec,
     max_workers: IntGaugeVec,
     docker_requests: IntCounterVec,
+    api_requests: IntCounterVec,
     docker_time: HistogramVec,
     bootstrap_time: Histogram,
     machines: IntGaugeVec,
@@ -91,6 +92,11 @@ impl Metrics {
                 "Docker API calls per operation and result",
                 &["op", "result"],
             ),
+            api_requests: counter(
+                "rest_client_requests_total",
+                "Kubernetes API requests per HTTP method and status code (client-go's name)",
+                &["method", "code"],
+            ),
             docker_time: histogram(
                 "capkind_docker_request_duration_seconds",
                 "Docker API call latency",
@@ -128,6 +134,7 @@ impl Metrics {
             Box::new(m.active_workers.clone()),
             Box::new(m.max_workers.clone()),
             Box::new(m.docker_requests.clone()),
+            Box::new(m.api_requests.clone()),
             Box::new(m.docker_time.clone()),
             Box::new(m.bootstrap_time.clone()),
             Box::new(m.machines.clone()),
@@ -165,6 +172,12 @@ impl Metrics {
             start: Instant::now(),
             finished: false,
         }
+    }
+
+    /// Records a Kubernetes API request; `code` is the HTTP status, or `<error>` when no
+    /// response came.
+    pub fn api_request(&self, method: &str, code: &str) {
+        self.api_requests.with_label_values(&[method, code]).inc();
     }
 
     /// Records a Docker API call.
@@ -277,5 +290,60 @@ mod tests {
             !text.contains("phase=\"Bootstrapping\""),
             "stale phase kept"
         );
+    }
+}
+
+/// A tower layer for the Kubernetes client that counts its requests in
+/// `rest_client_requests_total`, so that API writes can be watched (and benchmarked).
+#[derive(Clone)]
+pub struct ApiRequestsLayer(pub std::sync::Arc<Metrics>);
+
+impl<S> tower::Layer<S> for ApiRequestsLayer {
+    type Service = ApiRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ApiRequests {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`ApiRequestsLayer`].
+#[derive(Clone)]
+pub struct ApiRequests<S> {
+    inner: S,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for ApiRequests<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.method().clone();
+        let metrics = self.metrics.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            let code = match &result {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(_) => "<error>".to_string(),
+            };
+            metrics.api_request(method.as_str(), &code);
+            result
+        })
     }
 }

@@ -42,11 +42,11 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     telemetry::init(flags.log_format, flags.verbosity);
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let client = kube_client(&flags).await?;
+    let metrics = Arc::new(Metrics::new());
+    let client = kube_client(&flags, &metrics).await?;
     let Some(docker) = connect_docker(&flags.docker_host, &cancel).await else {
         return Ok(());
     };
-    let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(http::Readiness::default());
     readiness.election_ok.store(true, Ordering::Relaxed);
     let server = tokio::spawn(http::serve(
@@ -175,8 +175,9 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// A client with the API rate limit of --kube-api-qps and --kube-api-burst.
-async fn kube_client(flags: &Flags) -> Result<Client, Error> {
+/// A client with the API rate limit of --kube-api-qps and --kube-api-burst, its requests
+/// counted in the metrics.
+async fn kube_client(flags: &Flags, metrics: &Arc<Metrics>) -> Result<Client, Error> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
@@ -187,6 +188,7 @@ async fn kube_client(flags: &Flags) -> Result<Client, Error> {
         kube::client::ClientBuilder::try_from(config).map_err(|e| Error::Config(e.to_string()))?;
     Ok(builder
         .with_layer(&tower::limit::RateLimitLayer::new(burst, window))
+        .with_layer(&crate::metrics::ApiRequestsLayer(metrics.clone()))
         .build())
 }
 

@@ -214,31 +214,36 @@ impl ApiServer {
     }
 
     async fn install_crds(&self) -> Result<(), String> {
-        let client = self.try_client().await?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client);
-        let mut all = capkind_api::crds::all();
-        all.extend(capi_crds());
-        let params = PatchParams::apply("capkind-test").force();
-        for crd in &all {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            crds.patch(&name, &params, &Patch::Apply(crd))
-                .await
-                .map_err(|e| format!("apply CRD {name}: {e}"))?;
-        }
-        for crd in &all {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let established = kube::runtime::wait::await_condition(
-                crds.clone(),
-                &name,
-                kube::runtime::wait::conditions::is_crd_established(),
-            );
-            tokio::time::timeout(Duration::from_secs(30), established)
-                .await
-                .map_err(|_| format!("CRD {name} not established within 30s"))?
-                .map_err(|e| format!("wait for CRD {name}: {e}"))?;
-        }
-        Ok(())
+        install_crds(&self.try_client().await?).await
     }
+}
+
+/// Installs (server-side apply) the capkind CRDs and the Cluster API stand-ins of
+/// [`capi_crds`], and waits until they are established.
+pub async fn install_crds(client: &Client) -> Result<(), String> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut all = capkind_api::crds::all();
+    all.extend(capi_crds());
+    let params = PatchParams::apply("capkind-test").force();
+    for crd in &all {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &params, &Patch::Apply(crd))
+            .await
+            .map_err(|e| format!("apply CRD {name}: {e}"))?;
+    }
+    for crd in &all {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .map_err(|_| format!("CRD {name} not established within 30s"))?
+            .map_err(|e| format!("wait for CRD {name}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Stand-ins for Cluster API's Cluster and Machine CRDs (v1beta1 only, so no conversion is
@@ -389,6 +394,9 @@ fn apiserver_args(dir: &Path, etcd_port: u16, secure_port: u16) -> Vec<String> {
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
+    // A process group of its own: Ctrl-C in the terminal must not stop it before the
+    // environment's users are done with it.
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
     cmd.stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -15,6 +15,7 @@
 
 mod apiserver;
 pub mod clusterctl;
+pub mod core;
 pub mod docker;
 pub mod fixtures;
 pub mod http;
@@ -23,5 +24,5 @@ pub mod names;
 pub mod process;
 pub mod wait;
 
-pub use apiserver::{ApiServer, shared};
+pub use apiserver::{ApiServer, capi_crds, install_crds, shared};
 pub use manager::Manager;

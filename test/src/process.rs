@@ -6,21 +6,24 @@ use std::process::{Child, Command, Stdio};
 use crate::ApiServer;
 use crate::http;
 
-/// The `capkind` binary built next to the test binaries (cargo test builds every workspace
-/// binary).
+/// The `capkind` binary: `$CAPKIND_MANAGER_BINARY`, else the one built next to the running
+/// executable (cargo test builds every workspace binary; test binaries live one level deeper,
+/// in deps/).
 pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CAPKIND_MANAGER_BINARY") {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let bin = dir.join("capkind");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p capkind`",
-        bin.display()
-    );
-    bin
+    let dir = exe.parent().expect("binary directory");
+    [dir.join("capkind"), dir.join("../capkind")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no capkind binary next to {}: build it with `cargo build -p capkind`",
+                exe.display()
+            )
+        })
 }
 
 /// A running manager; killed when dropped.
@@ -48,12 +51,22 @@ impl ManagerProcess {
         kubeconfig: &std::path::Path,
         args: &[&str],
     ) -> Self {
+        Self::start_in(kubeconfig, server.dir(), args)
+    }
+
+    /// Starts the manager with `kubeconfig`, its log in `log_dir`, in a process group of its
+    /// own (Ctrl-C in a terminal does not reach it; whoever started it stops it).
+    pub fn start_in(
+        kubeconfig: &std::path::Path,
+        log_dir: &std::path::Path,
+        args: &[&str],
+    ) -> Self {
         let (health_port, metrics_port) = (http::free_port(), http::free_port());
-        let log = server
-            .dir()
-            .join(format!("manager-{}.log", crate::names::unique("m")));
+        let log = log_dir.join(format!("manager-{}.log", crate::names::unique("m")));
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
             .env("KUBECONFIG", kubeconfig)
             .env("CAPKIND_NODE_PRIVILEGES", "capabilities")
             .arg(format!("--health-addr=127.0.0.1:{health_port}"))

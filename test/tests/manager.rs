@@ -97,6 +97,12 @@ async fn probes_and_metrics_answer_and_count_work() {
             "controller_runtime_reconcile_time_seconds_bucket{controller=\"kindcluster\""
         )
     );
+    // The KindCluster's finalizer, endpoint and status were written with PATCH.
+    assert!(
+        manager.metric("rest_client_requests_total{code=\"200\",method=\"PATCH\"}") >= 2.0,
+        "{}",
+        manager.metrics()
+    );
     assert_eq!(
         manager.metric("capkind_leader"),
         1.0,

@@ -32,12 +32,9 @@ pub enum State {
     TimedOut { after: u64 },
 }
 
-/// Starts `plan` in `container`: one upload, one exec.
-pub async fn start<D: ContainerRuntime>(
-    docker: &D,
-    container: &str,
-    plan: &Plan,
-) -> Result<(), docker::Error> {
+/// The archive that puts `plan`'s files and the script that carries it out in the node (one
+/// upload to `/`); the script then runs with `sh` + [`script_path`].
+pub fn archive(plan: &Plan) -> Result<Vec<u8>, docker::Error> {
     let mut archive = tar::Builder::new(Vec::new());
     let mut add = |path: String, mode: u32, content: &[u8]| {
         let mut header = tar::Header::new_gnu();
@@ -68,21 +65,33 @@ pub async fn start<D: ContainerRuntime>(
             descriptions(plan).as_bytes(),
         )
     })();
-    archived.map_err(|e| docker::Error::Engine {
+    let packing = |e: std::io::Error| docker::Error::Engine {
         what: "pack bootstrap files".into(),
         status: 0,
         message: e.to_string(),
-    })?;
-    let bytes = archive.into_inner().map_err(|e| docker::Error::Engine {
-        what: "pack bootstrap files".into(),
-        status: 0,
-        message: e.to_string(),
-    })?;
+    };
+    archived.map_err(packing)?;
+    archive.into_inner().map_err(packing)
+}
+
+/// Where [`archive`] puts the script.
+pub fn script_path() -> String {
+    format!("{STAGE}/bootstrap.sh")
+}
+
+/// Starts `plan` in `container`: one upload, one exec.
+pub async fn start<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+    plan: &Plan,
+) -> Result<(), docker::Error> {
+    let bytes = archive(plan)?;
     docker.upload(container, "/", bytes).await?;
     let launch = format!(
         "test -f {m} && exit 0; mkdir -p /run/cluster-api {DIR} && date +%s > {m} && \
-         setsid sh {STAGE}/bootstrap.sh > {DIR}/bootstrap.log 2>&1 < /dev/null &",
-        m = bootstrap::STARTED_MARKER
+         setsid sh {script} > {DIR}/bootstrap.log 2>&1 < /dev/null &",
+        m = bootstrap::STARTED_MARKER,
+        script = script_path()
     );
     let out = docker.exec(container, &["sh", "-c", &launch], None).await?;
     if out.exit_code != 0 {

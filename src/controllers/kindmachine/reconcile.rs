@@ -531,6 +531,11 @@ async fn bootstrap<D: ContainerRuntime>(
                     "Bootstrap started",
                 )
             }
+            State::Running { step: 0, .. } => waiting(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "Bootstrapping",
+                "Waiting for the node's systemd to boot before the bootstrap",
+            ),
             State::Running { step, of, .. } => waiting(
                 BOOTSTRAP_EXEC_SUCCEEDED,
                 "Bootstrapping",

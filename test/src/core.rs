@@ -1,0 +1,377 @@
+//! Cluster API core, played by the test suites, the quick start and the benchmark: what core's
+//! Cluster, Machine, MachineSet and KubeadmControlPlane controllers do to infrastructure objects,
+//! and nothing more. The Cluster and every Machine carry core's finalizers; KindMachines are
+//! cloned from a KindMachineTemplate with core's annotations and owned by their Machine; deletion
+//! goes in core's order (Machine marked deleted, then its KindMachine, then the Machine goes;
+//! the KindCluster only once every machine is gone, then the Cluster).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use capkind_api::capi::{Cluster, Machine};
+use capkind_api::v1beta1::{KindCluster, KindMachine, KindMachineTemplate};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+/// Core's finalizer on Clusters.
+pub const CLUSTER_FINALIZER: &str = "cluster.cluster.x-k8s.io";
+/// Core's finalizer on Machines.
+pub const MACHINE_FINALIZER: &str = "machine.cluster.x-k8s.io";
+
+/// How long a deletion may take before the caller fails.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One cluster as core sees it.
+pub struct CoreCluster {
+    /// The management cluster.
+    pub client: Client,
+    /// The cluster's namespace.
+    pub namespace: String,
+    /// The Cluster's (and KindCluster's) name.
+    pub name: String,
+    /// The KindMachineTemplate every machine is cloned from.
+    pub template: String,
+    next: AtomicUsize,
+}
+
+/// A Machine's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Made by the control plane provider; labelled `cluster.x-k8s.io/control-plane`.
+    ControlPlane,
+    /// Made by a MachineDeployment.
+    Worker,
+}
+
+fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+           "controller": true, "blockOwnerDeletion": true})
+}
+
+impl CoreCluster {
+    /// Creates the Cluster (with core's finalizer), its KindCluster with `kind_spec`, and the
+    /// KindMachineTemplate `<name>-machines` with `machine_spec`, both owned by the Cluster.
+    pub async fn create(
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        kind_spec: Value,
+        machine_spec: Value,
+    ) -> Result<Self, kube::Error> {
+        let pp = PostParams::default();
+        let cluster: Cluster = serde_json::from_value(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster",
+            "metadata": {"name": name, "namespace": namespace, "finalizers": [CLUSTER_FINALIZER]},
+            "spec": {"infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1",
+                                           "kind": "KindCluster", "name": name, "namespace": namespace}}
+        }))
+        .expect("Cluster");
+        let cluster = Api::<Cluster>::namespaced(client.clone(), namespace)
+            .create(&pp, &cluster)
+            .await?;
+        let owned_by_cluster = owner(
+            "cluster.x-k8s.io/v1beta1",
+            "Cluster",
+            name,
+            &cluster.uid().unwrap_or_default(),
+        );
+        let labels = json!({"cluster.x-k8s.io/cluster-name": name});
+        let kc: KindCluster = serde_json::from_value(json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindCluster",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                         "ownerReferences": [owned_by_cluster]},
+            "spec": kind_spec
+        }))
+        .expect("KindCluster");
+        Api::<KindCluster>::namespaced(client.clone(), namespace)
+            .create(&pp, &kc)
+            .await?;
+        let template = format!("{name}-machines");
+        let mut template_owner = owned_by_cluster.clone();
+        template_owner["controller"] = json!(false);
+        let kmt: KindMachineTemplate = serde_json::from_value(json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachineTemplate",
+            "metadata": {"name": template, "namespace": namespace, "labels": labels,
+                         "ownerReferences": [template_owner]},
+            "spec": {"template": {"spec": machine_spec}}
+        }))
+        .expect("KindMachineTemplate");
+        Api::<KindMachineTemplate>::namespaced(client.clone(), namespace)
+            .create(&pp, &kmt)
+            .await?;
+        Ok(Self {
+            client: client.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            template,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The KindCluster as it is now.
+    pub async fn kind_cluster(&self) -> Result<KindCluster, kube::Error> {
+        self.api::<KindCluster>().get(&self.name).await
+    }
+
+    /// Waits for the KindCluster to be ready, then does what core does with it: copies its
+    /// control-plane endpoint to the Cluster and sets `status.infrastructureReady`.
+    pub async fn infrastructure_ready(&self, timeout: Duration) -> KindCluster {
+        let kc = crate::wait::until("KindCluster ready", timeout, || async {
+            let kc = self.kind_cluster().await.map_err(|e| e.to_string())?;
+            match (&kc.status, &kc.spec.control_plane_endpoint) {
+                (Some(s), Some(_)) if s.ready => Ok(kc),
+                _ => Err(format!("{:?}", kc.status)),
+            }
+        })
+        .await;
+        let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
+        let clusters = self.api::<Cluster>();
+        clusters
+            .patch(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"controlPlaneEndpoint":
+                    {"host": endpoint.host, "port": endpoint.port}}})),
+            )
+            .await
+            .expect("copy the control-plane endpoint to the Cluster");
+        self.patch_status(json!({"infrastructureReady": true}))
+            .await;
+        kc
+    }
+
+    /// Sets the Cluster's ControlPlaneInitialized condition, as the control plane provider's
+    /// first machine coming up makes core do.
+    pub async fn control_plane_initialized(&self) {
+        self.patch_status(json!({"conditions": [{"type": "ControlPlaneInitialized",
+            "status": "True", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}))
+            .await;
+    }
+
+    async fn patch_status(&self, status: Value) {
+        self.api::<Cluster>()
+            .patch_status(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .expect("patch the Cluster's status");
+    }
+
+    /// Writes the workload cluster's kubeconfig where the control plane provider puts it.
+    pub async fn workload_kubeconfig(&self, kubeconfig: &str) -> Result<(), kube::Error> {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{}-kubeconfig", self.name),
+                         "labels": {"cluster.x-k8s.io/cluster-name": self.name}},
+            "type": "cluster.x-k8s.io/secret",
+            "stringData": {"value": kubeconfig}
+        }))
+        .expect("Secret");
+        self.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .map(|_| ())
+    }
+
+    /// A new Machine of `role` with `bootstrap` cloud-config in its bootstrap Secret, and its
+    /// KindMachine cloned from the template, as a MachineSet or control plane provider makes
+    /// them. Returns the name the three share.
+    pub async fn add_machine(&self, role: Role, bootstrap: &str) -> Result<String, kube::Error> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = match role {
+            Role::ControlPlane => format!("{}-cp-{n}", self.name),
+            Role::Worker => format!("{}-md-{n}", self.name),
+        };
+        let pp = PostParams::default();
+        let mut labels = json!({"cluster.x-k8s.io/cluster-name": self.name});
+        match role {
+            Role::ControlPlane => labels["cluster.x-k8s.io/control-plane"] = json!(""),
+            Role::Worker => {
+                labels["cluster.x-k8s.io/deployment-name"] = json!(format!("{}-md", self.name))
+            }
+        }
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": self.name}},
+            "type": "cluster.x-k8s.io/secret",
+            "stringData": {"value": bootstrap, "format": "cloud-config"}
+        }))
+        .expect("Secret");
+        self.api::<Secret>().create(&pp, &secret).await?;
+        let machine: Machine = serde_json::from_value(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": labels,
+                         "finalizers": [MACHINE_FINALIZER]},
+            "spec": {"clusterName": self.name, "version": "v1.31.0",
+                     "bootstrap": {"dataSecretName": name},
+                     "infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1",
+                                           "kind": "KindMachine", "name": name,
+                                           "namespace": self.namespace}}
+        }))
+        .expect("Machine");
+        let machine = self.api::<Machine>().create(&pp, &machine).await?;
+        let template = self
+            .api::<KindMachineTemplate>()
+            .get(&self.template)
+            .await?;
+        let mut km_labels = serde_json::to_value(&template.spec.template.metadata.labels)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        for (k, v) in labels.as_object().expect("labels") {
+            km_labels[k] = v.clone();
+        }
+        let km: KindMachine = serde_json::from_value(json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachine",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": km_labels,
+                         "annotations": {"cluster.x-k8s.io/cloned-from-name": self.template,
+                                         "cluster.x-k8s.io/cloned-from-groupkind":
+                                             "KindMachineTemplate.infrastructure.cluster.x-k8s.io"},
+                         "ownerReferences": [owner("cluster.x-k8s.io/v1beta1", "Machine", &name,
+                                                   &machine.uid().unwrap_or_default())]},
+            "spec": serde_json::to_value(&template.spec.template.spec).expect("spec")
+        }))
+        .expect("KindMachine");
+        self.api::<KindMachine>().create(&pp, &km).await?;
+        Ok(name)
+    }
+
+    /// The names of the cluster's Machines.
+    pub async fn machines(&self) -> Result<Vec<String>, kube::Error> {
+        let lp =
+            ListParams::default().labels(&format!("cluster.x-k8s.io/cluster-name={}", self.name));
+        Ok(self
+            .api::<Machine>()
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect())
+    }
+
+    /// The first half of a Machine's deletion: the Machine is marked deleted (core's finalizer
+    /// keeps it); its KindMachine is still there.
+    pub async fn start_deleting_machine(&self, name: &str) -> Result<(), kube::Error> {
+        ignore_not_found(
+            self.api::<Machine>()
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )
+    }
+
+    /// The second half: deletes the KindMachine, waits until the provider let it go, removes
+    /// the bootstrap Secret, and lets the Machine go.
+    pub async fn finish_deleting_machine(&self, name: &str) -> Result<(), kube::Error> {
+        let kms = self.api::<KindMachine>();
+        ignore_not_found(kms.delete(name, &DeleteParams::default()).await.map(|_| ()))?;
+        crate::wait::deleted(&kms, name, DELETE_TIMEOUT).await;
+        ignore_not_found(
+            self.api::<Secret>()
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        let machines = self.api::<Machine>();
+        ignore_not_found(
+            machines
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                )
+                .await
+                .map(|_| ()),
+        )?;
+        crate::wait::deleted(&machines, name, DELETE_TIMEOUT).await;
+        Ok(())
+    }
+
+    /// Deletes a Machine the way core does.
+    pub async fn delete_machine(&self, name: &str) -> Result<(), kube::Error> {
+        self.start_deleting_machine(name).await?;
+        self.finish_deleting_machine(name).await
+    }
+
+    /// Deletes the cluster the way core does: the Cluster is marked deleted, then every Machine
+    /// goes (in parallel, as MachineSets and the control plane delete them), then the template
+    /// and the KindCluster; once the KindCluster is gone the Cluster goes.
+    pub async fn delete(&self) -> Result<(), kube::Error> {
+        let clusters = self.api::<Cluster>();
+        ignore_not_found(
+            clusters
+                .delete(&self.name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        let machines = self.machines().await?;
+        let deletions = machines.iter().map(|m| self.delete_machine(m));
+        for result in futures::future::join_all(deletions).await {
+            result?;
+        }
+        ignore_not_found(
+            self.api::<KindMachineTemplate>()
+                .delete(&self.template, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        let kcs = self.api::<KindCluster>();
+        ignore_not_found(
+            kcs.delete(&self.name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        crate::wait::deleted(&kcs, &self.name, DELETE_TIMEOUT).await;
+        ignore_not_found(
+            self.api::<Secret>()
+                .delete(
+                    &format!("{}-kubeconfig", self.name),
+                    &DeleteParams::default(),
+                )
+                .await
+                .map(|_| ()),
+        )?;
+        ignore_not_found(
+            clusters
+                .patch(
+                    &self.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                )
+                .await
+                .map(|_| ()),
+        )?;
+        crate::wait::deleted(&clusters, &self.name, DELETE_TIMEOUT).await;
+        Ok(())
+    }
+}
+
+fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        other => other,
+    }
+}
+
+/// Bootstrap data that does what a node needs to count as bootstrapped and nothing else: it
+/// writes Cluster API's sentinel file.
+pub const TRIVIAL_BOOTSTRAP: &str = "#cloud-config\nruncmd:\n- mkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete\n";
+
+/// Bootstrap data for a control-plane node that stands in for kubeadm: a TLS listener on 6443
+/// answering like an API server (openssl's s_server, which is in the node image), then the
+/// sentinel.
+pub const CONTROL_PLANE_BOOTSTRAP: &str = "#cloud-config\nruncmd:\n\
+- [sh, -c, 'mkdir -p /etc/capkind-demo && openssl req -x509 -newkey rsa:2048 -nodes -keyout /etc/capkind-demo/k.pem -out /etc/capkind-demo/c.pem -subj /CN=node -days 1 2>/dev/null']\n\
+- 'setsid openssl s_server -accept 6443 -cert /etc/capkind-demo/c.pem -key /etc/capkind-demo/k.pem -www >/dev/null 2>&1 < /dev/null &'\n\
+- mkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete\n";
