@@ -50,6 +50,11 @@ pub struct Context<D> {
     pub cache_synced: Arc<std::sync::atomic::AtomicBool>,
     /// Nodes whose provider ID is known to be set in their workload cluster.
     pub nodes_done: Mutex<std::collections::HashSet<String>>,
+    /// Wakes: objects (namespace, name) to reconcile now, fed into the controller by its `run`.
+    pub wake: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    wakeups: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
+    /// Containers in which a background task waits for the bootstrap to end.
+    pub bootstrap_waits: Arc<Mutex<std::collections::HashSet<String>>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -60,7 +65,11 @@ impl<D> Context<D> {
             controller: format!("capkind-{controller}"),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let (wake, wakeups) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            wake,
+            wakeups: Mutex::new(Some(wakeups)),
+            bootstrap_waits: Arc::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             docker,
@@ -98,6 +107,20 @@ impl<D> Context<D> {
     pub fn with_node_privileges(mut self, privileges: Privileges) -> Self {
         self.node_privileges = privileges;
         self
+    }
+
+    /// The objects to reconcile at once that [`Context::wake`] receives, as a stream of
+    /// references; the first call takes the stream, later calls get an empty one.
+    pub fn wakeups<K>(&self) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        let receiver = self.wakeups.lock().ok().and_then(|mut r| r.take());
+        futures::stream::unfold(receiver, |receiver| async move {
+            let mut receiver = receiver?;
+            let (namespace, name) = receiver.recv().await?;
+            Some((ObjectRef::new(&name).within(&namespace), Some(receiver)))
+        })
     }
 
     /// Forgets the failures of an object that reconciled successfully.

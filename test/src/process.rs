@@ -7,20 +7,25 @@ use crate::ApiServer;
 use crate::http;
 
 /// The `capkind` binary: `$CAPKIND_MANAGER_BINARY`, else the one built next to the running
-/// executable (cargo test builds every workspace binary; test binaries live one level deeper,
-/// in deps/).
+/// executable.
 pub fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("CAPKIND_MANAGER_BINARY") {
-        return PathBuf::from(path);
+    match std::env::var_os("CAPKIND_MANAGER_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_binary("capkind"),
     }
+}
+
+/// A binary of this workspace, built next to the running executable (cargo test builds every
+/// workspace binary; test binaries live one level deeper, in deps/).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().expect("binary directory");
-    [dir.join("capkind"), dir.join("../capkind")]
+    [dir.join(name), dir.join("..").join(name)]
         .into_iter()
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "no capkind binary next to {}: build it with `cargo build -p capkind`",
+                "no {name} binary next to {}: build it with `cargo build --workspace --bins`",
                 exe.display()
             )
         })

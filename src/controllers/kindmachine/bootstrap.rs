@@ -167,6 +167,43 @@ pub async fn observe<D: ContainerRuntime>(
     })
 }
 
+/// Waits, in a task of its own and inside the node, until the bootstrap of `container` moves to
+/// another step or ends (or `limit_secs` pass), then sends `wake`; one such task per container.
+/// A change is thus seen at once instead of at the next look, for the price of one exec, and
+/// while the task waits, reconciles need not look inside the node at all.
+pub fn wake_on_progress<D: ContainerRuntime + Clone>(
+    docker: &D,
+    container: &str,
+    limit_secs: u64,
+    waits: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    wake: impl FnOnce() + Send + 'static,
+) {
+    let Ok(mut active) = waits.lock() else {
+        return;
+    };
+    if !active.insert(container.to_string()) {
+        return;
+    }
+    let (docker, container, waits) = (docker.clone(), container.to_string(), waits.clone());
+    let wait = format!(
+        "step() {{ cat {DIR}/bootstrap.step 2>/dev/null; }}; s=$(step); i=0; \
+         while [ ! -f {DIR}/bootstrap.status ] && [ \"$(step)\" = \"$s\" ] && [ $i -lt {} ]; do \
+         sleep 0.1; i=$((i+1)); done",
+        limit_secs.max(1) * 10
+    );
+    tokio::spawn(async move {
+        let outcome = docker.exec(&container, &["sh", "-c", &wait], None).await;
+        if outcome.is_err() {
+            // The container went away or Docker failed; look again soon, not in a loop.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        if let Ok(mut active) = waits.lock() {
+            active.remove(&container);
+        }
+        wake();
+    });
+}
+
 /// Stops a running bootstrap and records that it timed out.
 async fn stop<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), docker::Error> {
     let kill = format!(

@@ -1,7 +1,7 @@
 //! The KindMachine controller: a node container per Machine, its bootstrap, its place behind
 //! the load balancer, and its provider ID. Reconciles on changes to KindMachines, to their
-//! Machines, Clusters and KindClusters, and to their containers in Docker; a running bootstrap
-//! is looked at every few seconds.
+//! Machines, Clusters and KindClusters, to their containers in Docker, and when a bootstrap
+//! running in a node ends (a task waits for that inside the node and wakes the machine up).
 
 pub mod bootstrap;
 mod reconcile;
@@ -33,8 +33,10 @@ pub async fn run<D: ContainerRuntime + Clone>(
     let controller = Controller::new(scope.api::<KindMachine>(client.clone()), scope.watcher());
     let store = controller.store();
     super::mark_synced_when_ready(&ctx, store.clone());
-    let triggers =
-        super::container_owner_events(ctx.docker.clone(), &[(labels::OWNER_KIND, "KindMachine")]);
+    let triggers = futures::stream::select(
+        super::container_owner_events(ctx.docker.clone(), &[(labels::OWNER_KIND, "KindMachine")]),
+        ctx.wakeups(),
+    );
     let (by_cluster, by_kindcluster) = (store.clone(), store);
     controller
         .watches(

@@ -283,8 +283,9 @@ async fn provision<D: ContainerRuntime + Clone>(
     } else if succeeded {
         Action::requeue(ctx.sync_period)
     } else if findings_bootstrapping {
-        // The bootstrap runs inside the node; look again shortly.
-        Action::requeue(std::time::Duration::from_secs(2))
+        // The bootstrap runs inside the node, and a task waits there for its end and wakes
+        // this machine up (bootstrap::wake_on_progress); this look is only a safety net.
+        Action::requeue(std::time::Duration::from_secs(30))
     } else {
         Action::await_change()
     })
@@ -481,7 +482,7 @@ async fn preload_images<D: ContainerRuntime>(
 }
 
 /// Starts the bootstrap once, or reports where it stands.
-async fn bootstrap<D: ContainerRuntime>(
+async fn bootstrap<D: ContainerRuntime + Clone>(
     km: &KindMachine,
     ctx: &Context<D>,
     inputs: &Inputs,
@@ -489,6 +490,25 @@ async fn bootstrap<D: ContainerRuntime>(
     let name = &inputs.container;
     let timeout = km.spec.bootstrap_timeout()?.as_secs();
     let before = current_bootstrap_cond(km);
+    // A task waits inside the node for the next step; it wakes this machine up then.
+    if before.reason == "Bootstrapping"
+        && ctx
+            .bootstrap_waits
+            .lock()
+            .is_ok_and(|waits| waits.contains(name))
+    {
+        return Ok(before);
+    }
+    let wake_on_progress = |elapsed: u64| {
+        let (wake, key) = (
+            ctx.wake.clone(),
+            (km.namespace().unwrap_or_default(), km.name_any()),
+        );
+        let limit = timeout.saturating_sub(elapsed).min(120) + 1;
+        bootstrap::wake_on_progress(&ctx.docker, name, limit, &ctx.bootstrap_waits, move || {
+            let _ = wake.send(key);
+        });
+    };
     Ok(
         match bootstrap::observe(&ctx.docker, name, timeout).await? {
             State::NotStarted => {
@@ -517,6 +537,7 @@ async fn bootstrap<D: ContainerRuntime>(
                     .map(|f| String::from_utf8_lossy(&f.0).into_owned());
                 let plan = crate::bootstrap::plan(format.as_deref(), &value.0)?;
                 bootstrap::start(&ctx.docker, name, &plan).await?;
+                wake_on_progress(0);
                 info!(container = %name, steps = plan.len(), ignored = ?plan.ignored, "bootstrap started");
                 ctx.event(
                     km,
@@ -531,16 +552,15 @@ async fn bootstrap<D: ContainerRuntime>(
                     "Bootstrap started",
                 )
             }
-            State::Running { step: 0, .. } => waiting(
-                BOOTSTRAP_EXEC_SUCCEEDED,
-                "Bootstrapping",
-                "Waiting for the node's systemd to boot before the bootstrap",
-            ),
-            State::Running { step, of, .. } => waiting(
-                BOOTSTRAP_EXEC_SUCCEEDED,
-                "Bootstrapping",
-                format!("Running bootstrap step {step} of {of}"),
-            ),
+            State::Running { step, of, elapsed } => {
+                wake_on_progress(elapsed);
+                let message = if step == 0 {
+                    "Waiting for the node's systemd to boot before the bootstrap".to_string()
+                } else {
+                    format!("Running bootstrap step {step} of {of}")
+                };
+                waiting(BOOTSTRAP_EXEC_SUCCEEDED, "Bootstrapping", message)
+            }
             State::Succeeded { elapsed } => {
                 if km.spec.provider_id.is_none() {
                     ctx.metrics.bootstrap_succeeded(elapsed);

@@ -153,6 +153,20 @@ struct Counters {
     reconciles: f64,
 }
 
+/// CPU seconds (user and system) a process has used, from /proc (the metric
+/// process_cpu_seconds_total counts whole seconds only).
+fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| command("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(14) + field(15)) / ticks
+}
+
 fn counters(manager: &ManagerProcess) -> Counters {
     let m = manager.metrics();
     Counters {
@@ -167,7 +181,7 @@ fn counters(manager: &ManagerProcess) -> Counters {
                 "method=\"DELETE\"",
             ],
         ),
-        cpu: sum(&m, "process_cpu_seconds_total", &[]),
+        cpu: cpu_seconds(manager.child.id()),
         reconciles: sum(&m, "controller_runtime_reconcile_total", &[]),
     }
 }
@@ -277,6 +291,11 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = counters(&manager);
     let pid = manager.child.id();
+    eprintln!(
+        "N={n}: {:.1} reconciles/machine; manager log kept in {}/capkind-bench-manager-{n}.log",
+        (after.reconciles - before.reconciles) / n as f64,
+        std::env::temp_dir().display()
+    );
 
     let steady = if steady {
         let minutes = 1.0;
@@ -295,6 +314,8 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     };
     let peak_rss_mib = proc_status_mib(pid, "VmHWM:");
     watch.abort();
+    let kept = std::env::temp_dir().join(format!("capkind-bench-manager-{n}.log"));
+    let _ = std::fs::copy(&manager.log, &kept);
 
     let deleting = Instant::now();
     core.delete().await.expect("delete the cluster");
@@ -359,7 +380,7 @@ async fn main() {
         let p = provider(n, &workload, n == largest).await;
         let l = &p.latencies;
         println!(
-            "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
             f.p50,
             f.p95,
             f.wall,
