@@ -7,6 +7,18 @@ source "$(dirname "$0")/lib.sh"
 apt_install etcd-server openssl util-linux procps binutils ca-certificates curl
 command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client
 command -v docker >/dev/null 2>&1 || die "the Docker engine is not installed; the tests need it (socket /var/run/docker.sock)"
+# Every node container runs systemd, which needs inotify instances: with Linux's default of 128
+# per user, systemd in the thirtieth or so node exits at boot ("Failed to allocate manager
+# object: Too many open files"). kind documents the same limit; raise it as kind suggests.
+raise_sysctl() {
+  local current; current=$(sysctl -n "$1" 2>/dev/null || echo 0)
+  if [ "$current" -lt "$2" ]; then
+    need_root
+    sysctl -q -w "$1=$2" >/dev/null || die "cannot raise $1 to $2 (the benchmark's 50 nodes need it)"
+  fi
+}
+raise_sysctl fs.inotify.max_user_instances 8192
+raise_sysctl fs.inotify.max_user_watches 524288
 # etcd-server's package starts a system etcd on 2379; the tests run their own on free ports.
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 
