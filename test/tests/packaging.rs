@@ -369,19 +369,15 @@ async fn the_manager_needs_no_more_than_its_role() {
     );
 }
 
-#[tokio::test]
-async fn the_image_builds_offline_runs_unprivileged_and_reconciles() {
-    let server = shared();
-    let client = server.client().await;
-    let ns = server.namespace(&client).await;
-    let image = format!("capkind-manager:{}", names::token());
+/// Builds the manager image with hack/build-manager-image.sh and `extra` arguments, from the
+/// binary the tests use.
+fn build_image(extra: &[&str]) -> String {
+    let image = format!("capkind-manager:{}", names::unique("img"));
     let binary = capkind_test::process::binary();
     let out = Command::new("bash")
-        .args([
-            &format!("{ROOT}/hack/build-manager-image.sh"),
-            &image,
-            &binary.display().to_string(),
-        ])
+        .arg(format!("{ROOT}/hack/build-manager-image.sh"))
+        .args(extra)
+        .args([&image, &binary.display().to_string()])
         .output()
         .expect("build script");
     assert!(
@@ -389,50 +385,63 @@ async fn the_image_builds_offline_runs_unprivileged_and_reconciles() {
         "image build failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    image
+}
 
-    let container = names::unique("manager");
-    let mut janitor = Janitor::default();
-    janitor.track(&container);
-    let socket_group = std::fs::metadata("/var/run/docker.sock")
-        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
-        .expect("socket");
-    let (health, metrics) = (
-        capkind_test::http::free_port(),
-        capkind_test::http::free_port(),
-    );
-    let run = Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &container,
-            "--network",
-            "host",
-            "--user",
-            "65532",
-        ])
-        .args(["--group-add", &socket_group.to_string()])
-        .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
-        .args([
-            "-v",
-            &format!("{}:/kubeconfig:ro", server.kubeconfig().display()),
-            "-e",
-            "KUBECONFIG=/kubeconfig",
-        ])
-        .arg(&image)
-        .args(["--namespace", &ns, "--node-privileges", "capabilities"])
-        .arg(format!("--health-addr=127.0.0.1:{health}"))
-        .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
-        .output()
-        .expect("docker run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let logs = || {
+/// The manager image running as a container against the test API server, as the Deployment
+/// runs it: unprivileged, with the Docker socket's group.
+struct ManagerContainer {
+    name: String,
+    image: String,
+    health: u16,
+    _janitor: Janitor,
+}
+
+impl ManagerContainer {
+    fn run(server: &ApiServer, image: &str, ns: &str) -> Self {
+        let name = names::unique("manager");
+        let mut janitor = Janitor::default();
+        janitor.track(&name);
+        let socket_group = std::fs::metadata("/var/run/docker.sock")
+            .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+            .expect("socket");
+        let (health, metrics) = (
+            capkind_test::http::free_port(),
+            capkind_test::http::free_port(),
+        );
+        let run = Command::new("docker")
+            .args(["run", "-d", "--name", &name, "--network", "host"])
+            .args(["--user", "65532"])
+            .args(["--group-add", &socket_group.to_string()])
+            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .args([
+                "-v",
+                &format!("{}:/kubeconfig:ro", server.kubeconfig().display()),
+                "-e",
+                "KUBECONFIG=/kubeconfig",
+            ])
+            .arg(image)
+            .args(["--namespace", ns, "--node-privileges", "capabilities"])
+            .arg(format!("--health-addr=127.0.0.1:{health}"))
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
+            .output()
+            .expect("docker run");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        Self {
+            name,
+            image: image.to_string(),
+            health,
+            _janitor: janitor,
+        }
+    }
+
+    fn logs(&self) -> String {
         let out = Command::new("docker")
-            .args(["logs", "--tail", "20", &container])
+            .args(["logs", &self.name])
             .output()
             .expect("docker logs");
         format!(
@@ -440,18 +449,51 @@ async fn the_image_builds_offline_runs_unprivileged_and_reconciles() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    };
-    for path in ["/healthz", "/readyz"] {
-        wait::until(path, Duration::from_secs(30), || async {
-            let r = capkind_test::http::get(health, path);
-            if capkind_test::http::is_ok(&r) {
-                Ok(())
-            } else {
-                Err(format!("{r}\n{}", logs()))
-            }
-        })
-        .await;
     }
+
+    async fn wait_probes(&self) {
+        for path in ["/healthz", "/readyz"] {
+            wait::until(path, Duration::from_secs(30), || async {
+                let r = capkind_test::http::get(self.health, path);
+                if capkind_test::http::is_ok(&r) {
+                    Ok(())
+                } else {
+                    Err(format!("{r}\n{}", self.logs()))
+                }
+            })
+            .await;
+        }
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", format, &self.name])
+            .output()
+            .expect("inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for ManagerContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn the_image_builds_offline_runs_unprivileged_and_reconciles() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let image = build_image(&[]);
+    let manager = ManagerContainer::run(server, &image, &ns);
+    manager.wait_probes().await;
+    let mut janitor = Janitor::default();
     let cluster = names::unique("c");
     janitor.track(format!("{cluster}-lb"));
     cluster_with_kindcluster(
@@ -471,16 +513,103 @@ async fn the_image_builds_offline_runs_unprivileged_and_reconciles() {
             if kc.status.as_ref().is_some_and(|s| s.ready) {
                 Ok(())
             } else {
-                Err(logs())
+                Err(manager.logs())
             }
         },
     )
     .await;
-    let user = Command::new("docker")
-        .args(["inspect", "-f", "{{.Config.User}}", &container])
+    assert_eq!(manager.inspect("{{.Config.User}}"), "65532");
+}
+
+#[tokio::test]
+async fn the_dev_image_restarts_the_manager_when_tilt_syncs_a_new_binary() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let image = build_image(&["--dev"]);
+    let manager = ManagerContainer::run(server, &image, &ns);
+    manager.wait_probes().await;
+    let started = |logs: &str| logs.matches("controllers started").count();
+    assert_eq!(started(&manager.logs()), 1, "{}", manager.logs());
+
+    // What Tilt's live update does: a tar stream of the changed file, extracted in the
+    // container by its own (unprivileged) user.
+    let stripped = std::env::temp_dir().join(names::unique("manager"));
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(capkind_test::process::binary())
+        .status()
+        .expect("strip");
+    assert!(status.success());
+    let binary = std::fs::read(&stripped).expect("binary");
+    let _ = std::fs::remove_file(&stripped);
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(binary.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            + 60,
+    );
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "capkind/manager", binary.as_slice())
+        .expect("tar");
+    let archive = archive.into_inner().expect("tar");
+    let mut sync = Command::new("docker")
+        .args([
+            "exec",
+            "-i",
+            &manager.name,
+            "tar",
+            "-C",
+            "/",
+            "-x",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker exec tar");
+    std::io::Write::write_all(&mut sync.stdin.take().expect("stdin"), &archive).expect("sync");
+    let out = sync.wait_with_output().expect("tar");
+    assert!(
+        out.status.success(),
+        "the live update's tar failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    wait::until(
+        "the manager restarted with the synced binary",
+        Duration::from_secs(30),
+        || async {
+            let logs = manager.logs();
+            if logs.contains("changed; restarting the manager") && started(&logs) == 2 {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        },
+    )
+    .await;
+    manager.wait_probes().await;
+    assert_eq!(manager.inspect("{{.State.Running}}"), "true");
+
+    // SIGTERM reaches the manager through the wrapper; it stops cleanly.
+    let stop = Command::new("docker")
+        .args(["stop", "-t", "30", &manager.name])
         .output()
-        .expect("inspect");
-    assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532");
-    drop(janitor);
-    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+        .expect("docker stop");
+    assert!(stop.status.success());
+    assert_eq!(
+        manager.inspect("{{.State.ExitCode}}"),
+        "0",
+        "{}",
+        manager.logs()
+    );
 }
