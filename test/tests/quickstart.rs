@@ -69,18 +69,22 @@ async fn quick_start_brings_up_a_cluster_and_cleans_up_on_ctrl_c() {
 
     // What it says is true: the load balancer answers, the containers are there.
     let url = after(&seen, "curl -k ");
-    wait::until("the load balancer answers", Duration::from_secs(30), || async {
-        let out = Command::new("curl")
-            .args(["-sk", "--max-time", "3", &url])
-            .output()
-            .map_err(|e| e.to_string())?;
-        let body = String::from_utf8_lossy(&out.stdout).to_string();
-        if body.contains("s_server") {
-            Ok(())
-        } else {
-            Err(body)
-        }
-    })
+    wait::until(
+        "the load balancer answers",
+        Duration::from_secs(30),
+        || async {
+            let out = Command::new("curl")
+                .args(["-sk", "--max-time", "3", &url])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let body = String::from_utf8_lossy(&out.stdout).to_string();
+            if body.contains("s_server") {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    )
     .await;
     let cluster = after(&seen, "label=io.x-k8s.kind.cluster=");
     let docker = engine().await;
@@ -124,7 +128,10 @@ async fn quick_start_brings_up_a_cluster_and_cleans_up_on_ctrl_c() {
                 .output()
                 .map_err(|e| e.to_string())?;
             if out.status.code() != Some(7) {
-                Err(format!("the API server still answers (curl exit {:?})", out.status.code()))
+                Err(format!(
+                    "the API server still answers (curl exit {:?})",
+                    out.status.code()
+                ))
             } else {
                 Ok(())
             }

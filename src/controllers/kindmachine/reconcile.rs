@@ -269,7 +269,6 @@ async fn provision<D: ContainerRuntime + Clone>(
         info!(provider_id = %id, "node provisioned");
     }
     let findings_bootstrapping = bootstrap.reason == "Bootstrapping";
-    let node_pending = succeeded && !node_provider_id(km, ctx, inputs).await;
     let findings = Findings {
         container: running,
         bootstrap,
@@ -277,6 +276,8 @@ async fn provision<D: ContainerRuntime + Clone>(
         failure_domain: fd,
     };
     write(ctx, api, km, &findings).await?;
+    // After the status: the machine is ready whether or not its Node has registered yet.
+    let node_pending = succeeded && !node_provider_id(km, ctx, inputs).await;
     Ok(if node_pending {
         // The Node registers once kubeadm is done; look again without holding a worker.
         Action::requeue(std::time::Duration::from_secs(5))

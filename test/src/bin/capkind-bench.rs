@@ -105,7 +105,27 @@ async fn floor(n: usize) -> Latencies {
                 .exec(&name, &["sh", "-c", &run], None)
                 .await
                 .expect("exec");
-            assert_eq!(out.exit_code, 0, "the floor's bootstrap failed in {name}");
+            if out.exit_code != 0 {
+                let state = docker
+                    .exec(
+                        &name,
+                        &[
+                            "sh",
+                            "-c",
+                            "systemctl is-system-running; cat /run/capkind/*; ps -ef | head -30",
+                        ],
+                        None,
+                    )
+                    .await
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "the floor's bootstrap failed in {name}: exit {}, {}{}\n{state}",
+                    out.exit_code,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             t0.elapsed().as_secs_f64()
         }
     };
@@ -163,7 +183,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (field(14) + field(15)) / ticks
 }
 
