@@ -214,6 +214,7 @@ async fn provision<D: ContainerRuntime + Clone>(
         write(ctx, api, km, &findings).await?;
         return Ok(Action::await_change());
     }
+    let created_now = existing.is_none();
     let container = match existing {
         Some(c) if c.running => c,
         Some(_) => {
@@ -255,7 +256,7 @@ async fn provision<D: ContainerRuntime + Clone>(
         "Provisioned",
         format!("Container {name} is running"),
     );
-    let bootstrap = bootstrap(km, ctx, inputs).await?;
+    let bootstrap = bootstrap(km, ctx, inputs, created_now).await?;
     let succeeded = bootstrap.status == capkind_api::v1beta1::ConditionStatus::True;
     if succeeded && km.spec.provider_id.is_none() {
         let id = provider_id(&inputs.cluster_name, name);
@@ -483,10 +484,13 @@ async fn preload_images<D: ContainerRuntime>(
 }
 
 /// Starts the bootstrap once, or reports where it stands.
+/// Starts or follows the bootstrap; `created_now` when this reconcile created the container
+/// (so nothing can have started in it yet, and there is no need to look).
 async fn bootstrap<D: ContainerRuntime + Clone>(
     km: &KindMachine,
     ctx: &Context<D>,
     inputs: &Inputs,
+    created_now: bool,
 ) -> Result<Cond, Error> {
     let name = &inputs.container;
     let timeout = km.spec.bootstrap_timeout()?.as_secs();
@@ -511,7 +515,11 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
         });
     };
     Ok(
-        match bootstrap::observe(&ctx.docker, name, timeout).await? {
+        match if created_now {
+            State::NotStarted
+        } else {
+            bootstrap::observe(&ctx.docker, name, timeout).await?
+        } {
             State::NotStarted => {
                 preload_images(km, ctx, name).await?;
                 let secret_name = inputs
