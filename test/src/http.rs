@@ -29,3 +29,21 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Waits until an HTTPS `url` (any certificate; curl, as a user would) answers with a body
+/// containing `expected`, or panics after `timeout` with what came back last.
+pub async fn wait_for_https_body(url: &str, expected: &str, timeout: Duration) {
+    crate::wait::until(&format!("{url} answering"), timeout, || async {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "3", url])
+            .output()
+            .map_err(|e| format!("run curl: {e}"))?;
+        let body = String::from_utf8_lossy(&out.stdout).to_string();
+        if body.contains(expected) {
+            Ok(())
+        } else {
+            Err(format!("curl exit {:?}: {body}", out.status.code()))
+        }
+    })
+    .await;
+}

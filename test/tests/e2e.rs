@@ -227,26 +227,10 @@ impl Lifecycle {
             .expect("load balancer")
             .published[&6443][0]
             .host_port;
-        wait::until(
-            "a request through the load balancer",
+        capkind_test::http::wait_for_https_body(
+            &format!("https://127.0.0.1:{port}/"),
+            "s_server",
             Duration::from_secs(60),
-            || async {
-                let out = std::process::Command::new("curl")
-                    .args([
-                        "-sk",
-                        "--max-time",
-                        "3",
-                        &format!("https://127.0.0.1:{port}/"),
-                    ])
-                    .output()
-                    .map_err(|e| e.to_string())?;
-                let body = String::from_utf8_lossy(&out.stdout).to_string();
-                if body.contains("s_server") {
-                    Ok(())
-                } else {
-                    Err(format!("curl exit {:?}: {body}", out.status.code()))
-                }
-            },
         )
         .await;
     }

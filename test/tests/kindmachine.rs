@@ -240,26 +240,10 @@ async fn control_plane_machine_is_provisioned_bootstrapped_and_load_balanced() {
         "{config}"
     );
     let port = lb.published[&6443][0].host_port;
-    wait::until(
-        "a request through the load balancer",
+    capkind_test::http::wait_for_https_body(
+        &format!("https://127.0.0.1:{port}/healthz"),
+        "s_server",
         Duration::from_secs(30),
-        || async {
-            let out = std::process::Command::new("curl")
-                .args([
-                    "-sk",
-                    "--max-time",
-                    "3",
-                    &format!("https://127.0.0.1:{port}/healthz"),
-                ])
-                .output()
-                .map_err(|err| err.to_string())?;
-            let body = String::from_utf8_lossy(&out.stdout).to_string();
-            if body.contains("s_server") {
-                Ok(())
-            } else {
-                Err(format!("curl exit {:?}: {body}", out.status.code()))
-            }
-        },
     )
     .await;
 }

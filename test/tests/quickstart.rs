@@ -69,23 +69,7 @@ async fn quick_start_brings_up_a_cluster_and_cleans_up_on_ctrl_c() {
 
     // What it says is true: the load balancer answers, the containers are there.
     let url = after(&seen, "curl -k ");
-    wait::until(
-        "the load balancer answers",
-        Duration::from_secs(30),
-        || async {
-            let out = Command::new("curl")
-                .args(["-sk", "--max-time", "3", &url])
-                .output()
-                .map_err(|e| e.to_string())?;
-            let body = String::from_utf8_lossy(&out.stdout).to_string();
-            if body.contains("s_server") {
-                Ok(())
-            } else {
-                Err(body)
-            }
-        },
-    )
-    .await;
+    capkind_test::http::wait_for_https_body(&url, "s_server", Duration::from_secs(30)).await;
     let cluster = after(&seen, "label=io.x-k8s.kind.cluster=");
     let docker = engine().await;
     let label = [("io.x-k8s.kind.cluster", cluster.as_str())];
