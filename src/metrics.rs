@@ -259,40 +259,6 @@ impl Drop for ReconcileTimer<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconciles_and_phases_are_counted() {
-        let m = Metrics::new();
-        m.reconcile("kindcluster").done(Ok(()));
-        m.reconcile("kindcluster").done(Err("DockerUnavailable"));
-        drop(m.reconcile("kindmachine"));
-        m.machine_phase("ns/a", Some("Ready"));
-        m.machine_phase("ns/b", Some("Bootstrapping"));
-        m.machine_phase("ns/b", Some("Ready"));
-        m.machine_phase("ns/c", Some("Ready"));
-        m.machine_phase("ns/c", None);
-        let text = m.encode();
-        for line in [
-            "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"success\"} 1",
-            "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"error\"} 1",
-            "controller_runtime_reconcile_total{controller=\"kindmachine\",result=\"cancelled\"} 1",
-            "capkind_reconcile_errors_total{controller=\"kindcluster\",reason=\"DockerUnavailable\"} 1",
-            "controller_runtime_active_workers{controller=\"kindcluster\"} 0",
-            "capkind_machines{phase=\"Ready\"} 2",
-            "capkind_build_info{version=\"0.1.0\"} 1",
-        ] {
-            assert!(text.contains(line), "missing {line}\n{text}");
-        }
-        assert!(
-            !text.contains("phase=\"Bootstrapping\""),
-            "stale phase kept"
-        );
-    }
-}
-
 /// A tower layer for the Kubernetes client that counts its requests in
 /// `rest_client_requests_total`, so that API writes can be watched (and benchmarked).
 #[derive(Clone)]
@@ -345,5 +311,39 @@ where
             metrics.api_request(method.as_str(), &code);
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciles_and_phases_are_counted() {
+        let m = Metrics::new();
+        m.reconcile("kindcluster").done(Ok(()));
+        m.reconcile("kindcluster").done(Err("DockerUnavailable"));
+        drop(m.reconcile("kindmachine"));
+        m.machine_phase("ns/a", Some("Ready"));
+        m.machine_phase("ns/b", Some("Bootstrapping"));
+        m.machine_phase("ns/b", Some("Ready"));
+        m.machine_phase("ns/c", Some("Ready"));
+        m.machine_phase("ns/c", None);
+        let text = m.encode();
+        for line in [
+            "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"success\"} 1",
+            "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"error\"} 1",
+            "controller_runtime_reconcile_total{controller=\"kindmachine\",result=\"cancelled\"} 1",
+            "capkind_reconcile_errors_total{controller=\"kindcluster\",reason=\"DockerUnavailable\"} 1",
+            "controller_runtime_active_workers{controller=\"kindcluster\"} 0",
+            "capkind_machines{phase=\"Ready\"} 2",
+            "capkind_build_info{version=\"0.1.0\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+        assert!(
+            !text.contains("phase=\"Bootstrapping\""),
+            "stale phase kept"
+        );
     }
 }

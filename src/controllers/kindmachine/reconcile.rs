@@ -483,9 +483,8 @@ async fn preload_images<D: ContainerRuntime>(
     Ok(())
 }
 
-/// Starts the bootstrap once, or reports where it stands.
-/// Starts or follows the bootstrap; `created_now` when this reconcile created the container
-/// (so nothing can have started in it yet, and there is no need to look).
+/// Starts the bootstrap once, or reports where it stands; `created_now` when this reconcile
+/// created the container (nothing can have started in it yet, so there is no need to look).
 async fn bootstrap<D: ContainerRuntime + Clone>(
     km: &KindMachine,
     ctx: &Context<D>,
