@@ -145,28 +145,14 @@ impl CoreCluster {
             )
             .await
             .expect("copy the control-plane endpoint to the Cluster");
-        self.patch_status(json!({"infrastructureReady": true}))
-            .await;
+        crate::fixtures::mark_cluster(&self.client, &self.namespace, &self.name, false).await;
         kc
     }
 
     /// Sets the Cluster's ControlPlaneInitialized condition, as the control plane provider's
     /// first machine coming up makes core do.
     pub async fn control_plane_initialized(&self) {
-        self.patch_status(json!({"conditions": [{"type": "ControlPlaneInitialized",
-            "status": "True", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}))
-            .await;
-    }
-
-    async fn patch_status(&self, status: Value) {
-        self.api::<Cluster>()
-            .patch_status(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .expect("patch the Cluster's status");
+        crate::fixtures::mark_cluster(&self.client, &self.namespace, &self.name, true).await;
     }
 
     /// Writes the workload cluster's kubeconfig where the control plane provider puts it.

@@ -193,3 +193,51 @@ pub async fn ready_cluster(
     )
     .await
 }
+
+/// Waits until the KindMachine `name` satisfies `check`; panics after `timeout` with its
+/// conditions.
+pub async fn kindmachine_until(
+    api: &Api<capkind_api::v1beta1::KindMachine>,
+    name: &str,
+    what: &str,
+    timeout: std::time::Duration,
+    check: impl Fn(&capkind_api::v1beta1::KindMachine) -> bool,
+) -> capkind_api::v1beta1::KindMachine {
+    crate::wait::until(what, timeout, || async {
+        let km = api.get(name).await.map_err(|e| e.to_string())?;
+        if check(&km) {
+            Ok(km)
+        } else {
+            Err(format!("{:?}", km.status.as_ref().map(|s| &s.v1beta2)))
+        }
+    })
+    .await
+}
+
+/// Whether a KindMachine is ready as core sees it: `status.ready` and a provider ID.
+pub fn is_ready(km: &capkind_api::v1beta1::KindMachine) -> bool {
+    km.status.as_ref().is_some_and(|s| s.ready) && km.spec.provider_id.is_some()
+}
+
+/// Waits until the workload cluster's Node `name` carries `provider_id`.
+pub async fn node_has_provider_id(
+    nodes: &Api<k8s_openapi::api::core::v1::Node>,
+    name: &str,
+    provider_id: &str,
+    timeout: std::time::Duration,
+) {
+    crate::wait::until(
+        &format!("Node {name} has its provider ID"),
+        timeout,
+        || async {
+            let n = nodes.get(name).await.map_err(|e| e.to_string())?;
+            let got = n.spec.and_then(|s| s.provider_id);
+            if got.as_deref() == Some(provider_id) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .await
+}

@@ -15,7 +15,9 @@ use capkind::docker::ContainerRuntime;
 use capkind_api::v1beta1::{KindMachine, MachineAddressType};
 use capkind_test::core::{CONTROL_PLANE_BOOTSTRAP, CoreCluster, Role, TRIVIAL_BOOTSTRAP};
 use capkind_test::docker::engine;
-use capkind_test::fixtures::{kind_spec, machine_spec};
+use capkind_test::fixtures::{
+    is_ready, kind_spec, kindmachine_until, machine_spec, node_has_provider_id,
+};
 use capkind_test::process::ManagerProcess;
 use capkind_test::{ApiServer, names, shared, wait};
 use k8s_openapi::api::core::v1::Node;
@@ -98,19 +100,8 @@ struct Lifecycle {
 
 impl Lifecycle {
     async fn ready(&self, name: &str) -> KindMachine {
-        wait::until(
-            &format!("KindMachine {name} ready"),
-            READY_TIMEOUT,
-            || async {
-                let km = self.machines.get(name).await.map_err(|e| e.to_string())?;
-                if km.status.as_ref().is_some_and(|s| s.ready) && km.spec.provider_id.is_some() {
-                    Ok(km)
-                } else {
-                    Err(format!("{:?}", km.status.as_ref().map(|s| &s.v1beta2)))
-                }
-            },
-        )
-        .await
+        let what = format!("KindMachine {name} ready");
+        kindmachine_until(&self.machines, name, &what, READY_TIMEOUT, is_ready).await
     }
 
     /// Everything a user sees of a ready machine: one running container with kind's labels,
@@ -155,20 +146,7 @@ impl Lifecycle {
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => panic!("register Node {name}: {e}"),
         }
-        wait::until(
-            &format!("Node {name} has its provider ID"),
-            Duration::from_secs(60),
-            || async {
-                let n = self.nodes.get(name).await.map_err(|e| e.to_string())?;
-                let got = n.spec.and_then(|s| s.provider_id);
-                if got.as_deref() == Some(id.as_str()) {
-                    Ok(())
-                } else {
-                    Err(format!("{got:?}"))
-                }
-            },
-        )
-        .await;
+        node_has_provider_id(&self.nodes, name, &id, Duration::from_secs(60)).await;
     }
 
     /// The load balancer's servers and their weights.

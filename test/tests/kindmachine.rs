@@ -9,7 +9,8 @@ use capkind_api::capi::Machine;
 use capkind_api::v1beta1::{KindCluster, KindMachine, MachineAddressType};
 use capkind_test::docker::{Janitor, engine};
 use capkind_test::fixtures::{
-    bootstrap_secret, machine_spec, machine_with_kindmachine, mark_cluster, ready_cluster,
+    bootstrap_secret, is_ready, kindmachine_until, machine_spec, machine_with_kindmachine,
+    mark_cluster, node_has_provider_id, ready_cluster,
 };
 use capkind_test::{Manager, names, shared, wait};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -83,22 +84,11 @@ impl Env {
         what: &str,
         check: impl Fn(&KindMachine) -> bool,
     ) -> KindMachine {
-        wait::until(what, Duration::from_secs(90), || async {
-            let km = self.machines.get(name).await.map_err(|e| e.to_string())?;
-            if check(&km) {
-                Ok(km)
-            } else {
-                Err(format!("{:?}", km.status.as_ref().map(|s| &s.v1beta2)))
-            }
-        })
-        .await
+        kindmachine_until(&self.machines, name, what, Duration::from_secs(90), check).await
     }
 
     async fn wait_ready(&self, name: &str) -> KindMachine {
-        self.wait(name, "KindMachine ready", |km| {
-            km.status.as_ref().is_some_and(|s| s.ready) && km.spec.provider_id.is_some()
-        })
-        .await
+        self.wait(name, "KindMachine ready", is_ready).await
     }
 }
 
@@ -540,20 +530,7 @@ async fn workload_node_gets_its_provider_id() {
         .await
         .expect("create Node");
     let expected = km.spec.provider_id.clone().expect("provider ID");
-    wait::until(
-        "the Node's provider ID",
-        Duration::from_secs(60),
-        || async {
-            let n = nodes.get(&name).await.map_err(|err| err.to_string())?;
-            let id = n.spec.and_then(|s| s.provider_id);
-            if id.as_deref() == Some(expected.as_str()) {
-                Ok(())
-            } else {
-                Err(format!("{id:?}"))
-            }
-        },
-    )
-    .await;
+    node_has_provider_id(&nodes, &name, &expected, Duration::from_secs(60)).await;
 }
 
 #[tokio::test]
