@@ -123,17 +123,22 @@ async fn management(
             let client = Client::try_from(config).map_err(|e| e.to_string())?;
             let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
                 Api::all(client.clone());
-            let capi = crds
-                .get_opt("machines.cluster.x-k8s.io")
-                .await
-                .map_err(|e| format!("reach the cluster in {}: {e}", path.display()))?;
-            if capi.is_some_and(|crd| {
-                crd.labels()
-                    .get("cluster.x-k8s.io/provider")
-                    .map(String::as_str)
-                    == Some("cluster-api")
-            }) {
-                return Err("this cluster runs Cluster API core; install capkind there with clusterctl (README)".into());
+            // The stand-ins for Cluster API's CRDs are applied with force: only over stand-ins.
+            for name in ["clusters.cluster.x-k8s.io", "machines.cluster.x-k8s.io"] {
+                let existing = crds
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| format!("reach the cluster in {}: {e}", path.display()))?;
+                let ours = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+                    crd.managed_fields()
+                        .iter()
+                        .any(|f| f.manager.as_deref() == Some("capkind-test"))
+                };
+                if existing.is_some_and(|crd| !ours(&crd)) {
+                    return Err(format!(
+                        "this cluster has Cluster API's CRD {name}: install capkind there with clusterctl (README)"
+                    ));
+                }
             }
             step(start, "installing the CRDs");
             capkind_test::install_crds(&client).await?;
