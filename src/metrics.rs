@@ -22,6 +22,7 @@ pub struct Metrics {
     max_workers: IntGaugeVec,
     docker_requests: IntCounterVec,
     api_requests: IntCounterVec,
+    api_rate_limited: prometheus::Counter,
     docker_time: HistogramVec,
     bootstrap_time: Histogram,
     machines: IntGaugeVec,
@@ -97,6 +98,11 @@ impl Metrics {
                 "Kubernetes API requests per HTTP method and status code (client-go's name)",
                 &["method", "code"],
             ),
+            api_rate_limited: prometheus::Counter::new(
+                "capkind_api_rate_limited_seconds_total",
+                "Seconds the Kubernetes API requests were held back by --kube-api-qps and --kube-api-burst",
+            )
+            .expect("valid"),
             docker_time: histogram(
                 "capkind_docker_request_duration_seconds",
                 "Docker API call latency",
@@ -135,6 +141,7 @@ impl Metrics {
             Box::new(m.max_workers.clone()),
             Box::new(m.docker_requests.clone()),
             Box::new(m.api_requests.clone()),
+            Box::new(m.api_rate_limited.clone()),
             Box::new(m.docker_time.clone()),
             Box::new(m.bootstrap_time.clone()),
             Box::new(m.machines.clone()),
@@ -178,6 +185,11 @@ impl Metrics {
     /// response came.
     pub fn api_request(&self, method: &str, code: &str) {
         self.api_requests.with_label_values(&[method, code]).inc();
+    }
+
+    /// Records time the API requests waited for the client's rate limit.
+    pub fn api_rate_limited(&self, waited: std::time::Duration) {
+        self.api_rate_limited.inc_by(waited.as_secs_f64());
     }
 
     /// Records a Docker API call.
@@ -260,7 +272,8 @@ impl Drop for ReconcileTimer<'_> {
 }
 
 /// A tower layer for the Kubernetes client that counts its requests in
-/// `rest_client_requests_total`, so that API writes can be watched (and benchmarked).
+/// `rest_client_requests_total`, so that API writes can be watched (and benchmarked), and the
+/// time the rate limit beneath it held them back (`capkind_api_rate_limited_seconds_total`).
 #[derive(Clone)]
 pub struct ApiRequestsLayer(pub std::sync::Arc<Metrics>);
 
@@ -271,6 +284,7 @@ impl<S> tower::Layer<S> for ApiRequestsLayer {
         ApiRequests {
             inner,
             metrics: self.0.clone(),
+            held_since: None,
         }
     }
 }
@@ -280,6 +294,8 @@ impl<S> tower::Layer<S> for ApiRequestsLayer {
 pub struct ApiRequests<S> {
     inner: S,
     metrics: std::sync::Arc<Metrics>,
+    /// When the service beneath first said it was not ready (the rate limit is spent).
+    held_since: Option<Instant>,
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for ApiRequests<S>
@@ -295,7 +311,16 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        let poll = self.inner.poll_ready(cx);
+        match (&poll, self.held_since) {
+            (std::task::Poll::Pending, None) => self.held_since = Some(Instant::now()),
+            (std::task::Poll::Ready(_), Some(since)) => {
+                self.metrics.api_rate_limited(since.elapsed());
+                self.held_since = None;
+            }
+            _ => {}
+        }
+        poll
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
@@ -317,6 +342,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn requests_held_back_by_the_rate_limit_are_counted() {
+        use tower::{Layer, Service};
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let inner = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        let limited = tower::limit::RateLimitLayer::new(1, std::time::Duration::from_millis(300))
+            .layer(inner);
+        let mut svc = ApiRequestsLayer(metrics.clone()).layer(limited);
+        for method in [http::Method::GET, http::Method::PATCH] {
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .expect("ready");
+            let request = http::Request::builder()
+                .method(method)
+                .body(())
+                .expect("request");
+            svc.call(request).await.expect("response");
+        }
+        let text = metrics.encode();
+        let waited = text
+            .lines()
+            .find_map(|l| l.strip_prefix("capkind_api_rate_limited_seconds_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("the rate-limit metric");
+        // One request per 300 ms: the second waited for the next window.
+        assert!((0.2..2.0).contains(&waited), "waited {waited} s\n{text}");
+        for line in [
+            "rest_client_requests_total{code=\"200\",method=\"GET\"} 1",
+            "rest_client_requests_total{code=\"200\",method=\"PATCH\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+    }
 
     #[test]
     fn reconciles_and_phases_are_counted() {
