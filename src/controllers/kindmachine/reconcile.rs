@@ -503,15 +503,22 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
     {
         return Ok(before);
     }
-    let wake_on_progress = |elapsed: u64| {
+    let wake_on_progress = |step: usize, elapsed: u64| {
         let (wake, key) = (
             ctx.wake.clone(),
             (km.namespace().unwrap_or_default(), km.name_any()),
         );
         let limit = timeout.saturating_sub(elapsed).min(120) + 1;
-        bootstrap::wake_on_progress(&ctx.docker, name, limit, &ctx.bootstrap_waits, move || {
-            let _ = wake.send(key);
-        });
+        bootstrap::wake_on_progress(
+            &ctx.docker,
+            name,
+            step,
+            limit,
+            &ctx.bootstrap_waits,
+            move || {
+                let _ = wake.send(key);
+            },
+        );
     };
     Ok(
         match if created_now {
@@ -545,7 +552,7 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
                     .map(|f| String::from_utf8_lossy(&f.0).into_owned());
                 let plan = crate::bootstrap::plan(format.as_deref(), &value.0)?;
                 bootstrap::start(&ctx.docker, name, &plan).await?;
-                wake_on_progress(0);
+                wake_on_progress(0, 0);
                 info!(container = %name, steps = plan.len(), ignored = ?plan.ignored, "bootstrap started");
                 ctx.event(
                     km,
@@ -561,7 +568,7 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
                 )
             }
             State::Running { step, of, elapsed } => {
-                wake_on_progress(elapsed);
+                wake_on_progress(step, elapsed);
                 let message = if step == 0 {
                     "Waiting for the node's systemd to boot before the bootstrap".to_string()
                 } else {
