@@ -83,17 +83,23 @@ pub fn images() -> Images {
         .clone()
 }
 
-/// Removes the named containers (and their anonymous volumes) when dropped, so a failing test
-/// leaves nothing behind even before the watchdog runs.
+/// Removes the named containers (and their anonymous volumes), then the named networks, when
+/// dropped, so a failing test leaves nothing behind even before the watchdog runs.
 #[derive(Debug, Default)]
 pub struct Janitor {
     containers: Vec<String>,
+    networks: Vec<String>,
 }
 
 impl Janitor {
     /// Remembers a container to remove.
     pub fn track(&mut self, name: impl Into<String>) {
         self.containers.push(name.into());
+    }
+
+    /// Remembers a network to remove once its containers are gone.
+    pub fn track_network(&mut self, name: impl Into<String>) {
+        self.networks.push(name.into());
     }
 }
 
@@ -103,6 +109,12 @@ impl Drop for Janitor {
             let _ = Command::new("docker")
                 .args(["rm", "-f", "-v"])
                 .args(&self.containers)
+                .output();
+        }
+        if !self.networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&self.networks)
                 .output();
         }
     }

@@ -128,6 +128,7 @@ async fn node_container_lifecycle_on_the_real_engine() {
 
     let name = names::unique("node");
     let mut janitor = Janitor::default();
+    janitor.track_network(&network);
     janitor.track(&name);
     docker
         .create(&node_spec(&name, &network, &imgs.node))

@@ -57,6 +57,8 @@ async fn floor(n: usize) -> Latencies {
     let docker = engine().await;
     let network = names::unique("benchnet");
     docker.ensure_network(&network).await.expect("network");
+    let mut janitor = capkind_test::docker::Janitor::default();
+    janitor.track_network(&network);
     let image = images().node;
     let plan = capkind::bootstrap::plan(Some("cloud-config"), TRIVIAL_BOOTSTRAP.as_bytes())
         .expect("bootstrap plan");
@@ -134,6 +136,7 @@ async fn floor(n: usize) -> Latencies {
     for name in &names {
         let _ = docker.remove(name).await;
     }
+    drop(janitor);
     latencies(per_machine, wall)
 }
 
@@ -171,6 +174,43 @@ struct Counters {
     writes: f64,
     cpu: f64,
     reconciles: f64,
+    /// Every series of the request counters, for the breakdown printed to stderr.
+    series: HashMap<String, f64>,
+}
+
+/// The series of the manager's request counters, by their full line (name and labels).
+fn request_series(metrics: &str) -> HashMap<String, f64> {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("capkind_docker_requests_total{")
+                || l.starts_with("rest_client_requests_total{")
+                || l.starts_with("capkind_api_rate_limited_seconds_total ")
+        })
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Per machine: how each request counter grew between two readings, largest first.
+fn breakdown(before: &Counters, after: &Counters, n: usize) -> String {
+    let mut rows: Vec<(String, f64)> = after
+        .series
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v - before.series.get(k).unwrap_or(&0.0)) / n as f64,
+            )
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.iter()
+        .map(|(k, d)| format!("  {d:6.2}  {k}\n"))
+        .collect()
 }
 
 /// CPU seconds (user and system) a process has used, from /proc (the metric
@@ -208,6 +248,7 @@ fn counters(manager: &ManagerProcess) -> Counters {
         ),
         cpu: cpu_seconds(manager.child.id()),
         reconciles: sum(&m, "controller_runtime_reconcile_total", &[]),
+        series: request_series(&m),
     }
 }
 
@@ -225,7 +266,11 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     let server = shared();
     let client = server.client().await;
     let ns = server.namespace(&client).await;
-    let manager = ManagerProcess::start(server, &["--namespace", &ns]);
+    // CAPKIND_BENCH_MANAGER_ARGS: more manager flags, to compare settings (space separated).
+    let extra = std::env::var("CAPKIND_BENCH_MANAGER_ARGS").unwrap_or_default();
+    let mut args = vec!["--namespace", ns.as_str()];
+    args.extend(extra.split_whitespace());
+    let manager = ManagerProcess::start(server, &args);
     capkind_test::wait::until("the manager ready", Duration::from_secs(60), || async {
         let r = capkind_test::http::get(manager.health_port, "/readyz");
         if capkind_test::http::is_ok(&r) {
@@ -320,6 +365,10 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
         "N={n}: {:.1} reconciles/machine; manager log kept in {}/capkind-bench-manager-{n}.log",
         (after.reconciles - before.reconciles) / n as f64,
         std::env::temp_dir().display()
+    );
+    eprint!(
+        "N={n}: requests per machine\n{}",
+        breakdown(&before, &after, n)
     );
 
     let steady = if steady {
