@@ -75,6 +75,25 @@ async fn draining_nodes<D>(
     namespace: &str,
     cluster: &str,
 ) -> Result<Vec<String>, Error> {
+    let deleting = |m: &Machine| m.meta().deletion_timestamp.is_some();
+    let name = |m: &Machine| node::container_name(cluster, &m.name_any());
+    // The KindMachine controller's cache of Machines, once it holds its first full list.
+    if let Some(cache) = ctx.cache.get()
+        && super::is_ready(&cache.machines)
+    {
+        return Ok(cache
+            .machines
+            .state()
+            .iter()
+            .filter(|m| {
+                m.namespace().as_deref() == Some(namespace)
+                    && m.labels().get(CLUSTER_NAME_LABEL).map(String::as_str) == Some(cluster)
+                    && m.labels().contains_key(CONTROL_PLANE_LABEL)
+                    && deleting(m)
+            })
+            .map(|m| name(m))
+            .collect());
+    }
     let selector = format!("{CLUSTER_NAME_LABEL}={cluster},{CONTROL_PLANE_LABEL}");
     let machines = Api::<Machine>::namespaced(ctx.client.clone(), namespace)
         .list(&ListParams::default().labels(&selector))
@@ -82,7 +101,7 @@ async fn draining_nodes<D>(
     Ok(machines
         .items
         .iter()
-        .filter(|m| m.meta().deletion_timestamp.is_some())
-        .map(|m| node::container_name(cluster, &m.name_any()))
+        .filter(|m| deleting(m))
+        .map(name)
         .collect())
 }

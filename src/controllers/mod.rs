@@ -17,7 +17,7 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,7 +55,58 @@ pub struct Context<D> {
     wakeups: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
     /// Containers in which a background task waits for the bootstrap to end.
     pub bootstrap_waits: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// The caches of the watches a controller keeps anyway, for reads without a request;
+    /// set by the controller's `run`. Without it, reads go to the API server.
+    pub cache: std::sync::OnceLock<Cache>,
     failures: Mutex<HashMap<String, u32>>,
+}
+
+/// The objects the KindMachine controller reads on every reconcile, as its watches see them.
+#[derive(Clone)]
+pub struct Cache {
+    /// Machines.
+    pub machines: Store<capkind_api::capi::Machine>,
+    /// Clusters.
+    pub clusters: Store<capkind_api::capi::Cluster>,
+    /// KindClusters.
+    pub kind_clusters: Store<capkind_api::v1beta1::KindCluster>,
+}
+
+/// Whether a watch cache holds its first full list (without waiting: the readiness signal
+/// wakes only one waiter).
+pub fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
+}
+
+/// Reads `name` in `namespace` from `cache` once it holds its first full list, else (and when
+/// the cache does not have it, as with an object created a moment ago) from the API server.
+/// An object from the cache may be a moment old; its watch then triggers another reconcile.
+pub async fn read<K>(
+    cache: Option<&Store<K>>,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + 'static,
+{
+    if let Some(store) = cache
+        && is_ready(store)
+        && let Some(found) = store.get(&ObjectRef::new(name).within(namespace))
+    {
+        return Ok(Some(found.as_ref().clone()));
+    }
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
 }
 
 impl<D> Context<D> {
@@ -70,6 +121,7 @@ impl<D> Context<D> {
             wake,
             wakeups: Mutex::new(Some(wakeups)),
             bootstrap_waits: Arc::default(),
+            cache: std::sync::OnceLock::new(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             docker,
@@ -202,6 +254,9 @@ pub enum Error {
     /// An image could not be loaded into a node.
     #[error("loading image {image} into the node failed: {message}")]
     PreloadFailed { image: String, message: String },
+    /// The Cluster's KindCluster does not exist.
+    #[error("KindCluster {name} of the Cluster does not exist")]
+    KindClusterNotFound { name: String },
     /// A container has no address on its network.
     #[error("container {container} has no address on network {network}")]
     NoAddress { container: String, network: String },
@@ -221,6 +276,7 @@ impl Error {
             Error::NameConflict { .. } => "ContainerNameConflict",
             Error::ImageMissing { .. } => "ImageNotFound",
             Error::NoAddress { .. } => "ContainerAddressMissing",
+            Error::KindClusterNotFound { .. } => "KindClusterNotFound",
             Error::NoImage(_) => "NodeImageUnknown",
             Error::PreloadFailed { .. } => "PreLoadImageFailed",
             Error::BootstrapData(_) => "BootstrapDataInvalid",
@@ -427,4 +483,77 @@ where
     )
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use capkind_api::capi::Machine;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+
+    use super::*;
+
+    fn machine(name: &str) -> Machine {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"clusterName": "c", "bootstrap": {}, "infrastructureRef": {}}
+        }))
+        .expect("Machine")
+    }
+
+    /// A client whose API server answers every request with `from-api` and counts them.
+    fn client(requests: Arc<AtomicUsize>) -> Client {
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::to_vec(&machine("from-api")).expect("json");
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body))
+                        .expect("response"),
+                )
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn reads_come_from_a_synced_cache_and_fall_back_to_the_api() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let client = client(requests.clone());
+        let mut writer: Writer<Machine> = Writer::default();
+        let store = writer.as_reader();
+        let read = |name: &'static str| {
+            let (store, client) = (store.clone(), client.clone());
+            async move {
+                read(Some(&store), &client, "ns", name)
+                    .await
+                    .expect("read")
+                    .map(|m| m.name_any())
+            }
+        };
+
+        // Before the first full list the cache is not trusted.
+        assert_eq!(read("a").await.as_deref(), Some("from-api"));
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(machine("a")));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        assert!(is_ready(&store));
+        assert_eq!(read("a").await.as_deref(), Some("a"));
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            1,
+            "a cached read asked the API"
+        );
+
+        // An object the cache has not seen yet is asked for.
+        assert_eq!(read("b").await.as_deref(), Some("from-api"));
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
 }

@@ -44,11 +44,10 @@ pub async fn reconcile<D: ContainerRuntime + Clone>(
     if capi::is_externally_managed(&km.metadata) {
         return Ok(Action::await_change());
     }
+    let cache = ctx.cache.get();
     let machine = match capi::owner(&km.metadata, "Machine") {
         Some(owner) => {
-            Api::<Machine>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&owner.name)
-                .await?
+            controllers::read(cache.map(|c| &c.machines), &ctx.client, &ns, &owner.name).await?
         }
         None => None,
     };
@@ -65,9 +64,8 @@ pub async fn reconcile<D: ContainerRuntime + Clone>(
         .cloned()
         .unwrap_or_else(|| machine.spec.cluster_name.clone());
     Span::current().record("cluster", cluster_name.as_str());
-    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&cluster_name)
-        .await?;
+    let cluster =
+        controllers::read(cache.map(|c| &c.clusters), &ctx.client, &ns, &cluster_name).await?;
     let paused = cluster.as_ref().is_some_and(Cluster::is_paused);
     if let Some(message) = capi::paused_message(paused, &km.metadata, "KindMachine") {
         controllers::apply_status(
@@ -369,9 +367,10 @@ async fn kind_cluster<D>(ctx: &Context<D>, inputs: &Inputs) -> Result<KindCluste
         .and_then(|c| c.spec.infrastructure_ref.as_ref())
         .and_then(|r| r.name.clone())
         .unwrap_or_else(|| inputs.cluster_name.clone());
-    Ok(Api::<KindCluster>::namespaced(ctx.client.clone(), &ns)
-        .get(&name)
-        .await?)
+    let cache = ctx.cache.get().map(|c| &c.kind_clusters);
+    controllers::read(cache, &ctx.client, &ns, &name)
+        .await?
+        .ok_or_else(|| Error::KindClusterNotFound { name })
 }
 
 async fn create<D: ContainerRuntime>(
