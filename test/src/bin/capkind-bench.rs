@@ -102,6 +102,7 @@ async fn floor(n: usize) -> Latencies {
             });
             docker.create(&spec).await.expect("create");
             docker.start(&name).await.expect("start");
+            let started = t0.elapsed().as_secs_f64();
             docker.upload(&name, "/", archive).await.expect("upload");
             let out = docker
                 .exec(&name, &["sh", "-c", &run], None)
@@ -128,11 +129,18 @@ async fn floor(n: usize) -> Latencies {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            t0.elapsed().as_secs_f64()
+            (started, t0.elapsed().as_secs_f64())
         }
     };
-    let per_machine = futures::future::join_all(names.iter().cloned().map(one)).await;
+    let phases = futures::future::join_all(names.iter().cloned().map(one)).await;
     let wall = started.elapsed().as_secs_f64();
+    let (mut running, per_machine): (Vec<f64>, Vec<f64>) = phases.into_iter().unzip();
+    running.sort_by(f64::total_cmp);
+    eprintln!(
+        "N={n}: floor: container running after {:.2} s (median), {:.2} s (last)",
+        running[running.len() / 2],
+        running[running.len() - 1]
+    );
     for name in &names {
         let _ = docker.remove(name).await;
     }
@@ -186,6 +194,8 @@ fn request_series(metrics: &str) -> HashMap<String, f64> {
             l.starts_with("capkind_docker_requests_total{")
                 || l.starts_with("rest_client_requests_total{")
                 || l.starts_with("capkind_api_rate_limited_seconds_total ")
+                || l.starts_with("capkind_docker_request_duration_seconds_sum{")
+                || l.starts_with("capkind_docker_request_duration_seconds_count{")
         })
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
@@ -332,6 +342,10 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = counters(&manager);
     let started = Instant::now();
+    eprintln!(
+        "N={n}: Machines created from {} (UTC, as in the manager's log)",
+        chrono::Utc::now().format("%H:%M:%S%.3f")
+    );
     let creations = (0..n).map(|_| async {
         let t0 = Instant::now();
         let name = core
