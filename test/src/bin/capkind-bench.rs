@@ -9,9 +9,11 @@
 //!   Cluster API core creates them (test/src/core.rs), timed from each Machine's creation to its
 //!   KindMachine being ready; Docker calls and API writes per machine come from the manager's
 //!   own metrics;
+//! - each size measured `--rounds` times (default 3), with the median ratios at the end;
 //! - after the largest N, the steady state: a minute with every machine ready.
 //!
-//! Figures are printed, not asserted.
+//! Figures are printed, not asserted; per-machine request counts, Docker latencies and phase
+//! timestamps go to stderr.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -428,17 +430,39 @@ fn command(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The median of some figures.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Arguments: the sizes (default 1 10 50), and `--rounds R` (default 3): each size is measured
+/// R times, floor and provider one after the other, because on 2 cores one run's figures move
+/// by a fifth from run to run.
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("sizes are numbers"))
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![1, 10, 50]
-    } else {
-        sizes
-    };
+    let mut rounds = 3usize;
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--rounds" {
+            rounds = args
+                .next()
+                .and_then(|r| r.parse().ok())
+                .filter(|r| *r > 0)
+                .expect("--rounds takes a positive number");
+        } else {
+            sizes.push(arg.parse().expect("sizes are numbers (or --rounds R)"));
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![1, 10, 50];
+    }
     let largest = sizes.iter().copied().max().unwrap_or(1);
     let server = shared();
     let _ = images();
@@ -457,35 +481,60 @@ async fn main() {
         server.url()
     );
     println!("manager: {}", capkind_test::process::binary().display());
+    println!("rounds per size: {rounds}");
     println!();
     println!(
-        "| N | floor p50 s | floor p95 s | floor wall s | capkind p50 s | capkind p95 s | capkind wall s | ratio p50 | ratio wall | Docker calls/machine | API writes/machine | peak RSS MiB | CPU s | delete s |"
+        "| N | round | floor p50 s | floor p95 s | floor wall s | capkind p50 s | capkind p95 s | capkind wall s | ratio p50 | ratio wall | Docker calls/machine | API writes/machine | peak RSS MiB | CPU s | delete s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut steady = None;
+    let mut summary = Vec::new();
     for &n in &sizes {
-        let f = floor(n).await;
-        let p = provider(n, &workload, n == largest).await;
-        let l = &p.latencies;
-        println!(
-            "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
-            f.p50,
-            f.p95,
-            f.wall,
-            l.p50,
-            l.p95,
-            l.wall,
-            l.p50 / f.p50,
-            l.wall / f.wall,
-            p.docker_calls,
-            p.api_writes,
-            p.peak_rss_mib,
-            p.cpu_seconds,
-            p.delete_seconds
-        );
-        if p.steady.is_some() {
-            steady = p.steady.map(|s| (n, s));
+        let (mut ratio_p50, mut ratio_wall) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let f = floor(n).await;
+            let p = provider(n, &workload, n == largest && round == rounds).await;
+            let l = &p.latencies;
+            ratio_p50.push(l.p50 / f.p50);
+            ratio_wall.push(l.wall / f.wall);
+            println!(
+                "| {n} | {round} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
+                f.p50,
+                f.p95,
+                f.wall,
+                l.p50,
+                l.p95,
+                l.wall,
+                l.p50 / f.p50,
+                l.wall / f.wall,
+                p.docker_calls,
+                p.api_writes,
+                p.peak_rss_mib,
+                p.cpu_seconds,
+                p.delete_seconds
+            );
+            if p.steady.is_some() {
+                steady = p.steady.map(|s| (n, s));
+            }
         }
+        let range = |v: &[f64]| {
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(0.0, f64::max);
+            format!("{min:.2}-{max:.2}")
+        };
+        summary.push(format!(
+            "| {n} | {:.2} | {} | {:.2} | {} |",
+            median(ratio_p50.clone()),
+            range(&ratio_p50),
+            median(ratio_wall.clone()),
+            range(&ratio_wall)
+        ));
+    }
+    println!();
+    println!("| N | median ratio p50 | range | median ratio wall | range |");
+    println!("|---|---|---|---|---|");
+    for row in summary {
+        println!("{row}");
     }
     if let Some((n, s)) = steady {
         println!();
