@@ -115,48 +115,70 @@ pub enum Error {
 }
 
 /// Puts `config` in place in the load balancer `container` and reloads haproxy. Returns whether
-/// anything changed; an identical configuration is neither written nor reloaded.
+/// anything changed; a configuration already in place and loaded is neither written nor
+/// reloaded. After each reload a copy of the loaded configuration is kept beside it, so that a
+/// manager stopped between writing the file and reloading haproxy reloads it next time instead
+/// of finding the file up to date and leaving haproxy on the old configuration.
 pub async fn write_config<D: ContainerRuntime>(
     docker: &D,
     container: &str,
     config: &str,
 ) -> Result<bool, Error> {
-    if read_config(docker, container).await?.as_deref() == Some(config) {
+    let (current, loaded) = read_config(docker, container).await?;
+    if current.as_deref() == Some(config) && loaded.as_deref() == Some(config) {
         return Ok(false);
     }
-    let staged = format!("{}.new", config::CONFIG_PATH);
-    docker
-        .upload(container, "/", tar_file(&staged[1..], config.as_bytes())?)
-        .await?;
-    let script = format!(
-        "haproxy -c -q -f {staged} && mv {staged} {}",
-        config::CONFIG_PATH
-    );
-    let checked = docker.exec(container, &["sh", "-c", &script], None).await?;
-    if checked.exit_code != 0 {
-        let mut message = String::from_utf8_lossy(&checked.stderr).trim().to_string();
-        if message.is_empty() {
-            message = String::from_utf8_lossy(&checked.stdout).trim().to_string();
+    if current.as_deref() != Some(config) {
+        let staged = format!("{}.new", config::CONFIG_PATH);
+        docker
+            .upload(container, "/", tar_file(&staged[1..], config.as_bytes())?)
+            .await?;
+        let script = format!(
+            "haproxy -c -q -f {staged} && mv {staged} {}",
+            config::CONFIG_PATH
+        );
+        let checked = docker.exec(container, &["sh", "-c", &script], None).await?;
+        if checked.exit_code != 0 {
+            let mut message = String::from_utf8_lossy(&checked.stderr).trim().to_string();
+            if message.is_empty() {
+                message = String::from_utf8_lossy(&checked.stdout).trim().to_string();
+            }
+            return Err(Error::Invalid(message));
         }
-        return Err(Error::Invalid(message));
-    }
-    if read_config(docker, container).await?.as_deref() != Some(config) {
-        return Err(Error::ReadBack {
-            container: container.to_string(),
-        });
+        if read_config(docker, container).await?.0.as_deref() != Some(config) {
+            return Err(Error::ReadBack {
+                container: container.to_string(),
+            });
+        }
     }
     docker.kill(container, "HUP").await?;
+    let keep = format!("cp {0} {0}.loaded", config::CONFIG_PATH);
+    docker.exec(container, &["sh", "-c", &keep], None).await?;
     Ok(true)
 }
 
+/// The configuration file, and the copy of the one haproxy last loaded (when known), in one
+/// exec.
 async fn read_config<D: ContainerRuntime>(
     docker: &D,
     container: &str,
-) -> Result<Option<String>, docker::Error> {
-    let out = docker
-        .exec(container, &["cat", config::CONFIG_PATH], None)
-        .await?;
-    Ok((out.exit_code == 0).then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+) -> Result<(Option<String>, Option<String>), docker::Error> {
+    let script = format!(
+        "cat {0} || exit 1; printf '\\000'; cat {0}.loaded 2>/dev/null; true",
+        config::CONFIG_PATH
+    );
+    let out = docker.exec(container, &["sh", "-c", &script], None).await?;
+    if out.exit_code != 0 {
+        return Ok((None, None));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(match text.split_once('\0') {
+        Some((current, loaded)) => (
+            Some(current.to_string()),
+            (!loaded.is_empty()).then(|| loaded.to_string()),
+        ),
+        None => (Some(text.into_owned()), None),
+    })
 }
 
 /// A tar archive holding one file (mode 0644, owned by root).

@@ -639,3 +639,72 @@ async fn deleted_without_owner_loses_its_finalizer() {
         .expect("delete");
     wait::deleted(&e.api, &name, Duration::from_secs(30)).await;
 }
+
+/// The manager stopped after the new configuration was in place but before haproxy reloaded:
+/// the next write must reload it, though the file already holds what it would write.
+#[tokio::test]
+async fn an_interrupted_reload_is_completed_by_the_next_write() {
+    use capkind::loadbalancer::{self, config};
+    let e = env().await;
+    let mut janitor = Janitor::default();
+    let manager = Manager::start(e.client.clone(), &e.ns).await;
+    let kc = ready_cluster(&e.client, &e.ns, &mut janitor).await;
+    manager.kill();
+    let docker = engine().await;
+    let lb = docker
+        .inspect(&format!("{}-lb", kc.name_any()))
+        .await
+        .expect("inspect")
+        .expect("load balancer container");
+    let stats_port = lb.published[&8404][0].host_port;
+    let stats_list = |server: &'static str| async move {
+        let page = capkind_test::http::get(stats_port, "/stats");
+        if page.contains(server) {
+            Ok(())
+        } else {
+            Err(format!("{server} not on the stats page"))
+        }
+    };
+
+    let input = config::Input {
+        frontend_port: 6443,
+        ipv6: false,
+        backends: vec![config::Backend {
+            name: "interrupted-node".into(),
+            address: "127.0.0.1".into(),
+            weight: 100,
+        }],
+    };
+    let rendered = config::render(config::DEFAULT_TEMPLATE, &input).expect("render");
+    // What an interrupted write leaves: the file in place, haproxy not told.
+    docker
+        .upload(
+            &lb.name,
+            "/",
+            loadbalancer::tar_file(&config::CONFIG_PATH[1..], rendered.as_bytes()).expect("tar"),
+        )
+        .await
+        .expect("upload");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        stats_list("interrupted-node").await.is_err(),
+        "haproxy loaded the file without being told"
+    );
+
+    let reloaded = loadbalancer::write_config(&docker, &lb.name, &rendered)
+        .await
+        .expect("write");
+    assert!(reloaded, "the file was up to date, so nothing was reloaded");
+    wait::until(
+        "haproxy serving the configuration",
+        Duration::from_secs(20),
+        || stats_list("interrupted-node"),
+    )
+    .await;
+    assert!(
+        !loadbalancer::write_config(&docker, &lb.name, &rendered)
+            .await
+            .expect("write again"),
+        "a loaded configuration was reloaded again"
+    );
+}
