@@ -54,7 +54,7 @@ pub struct Context<D> {
     pub wake: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     wakeups: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
     /// Containers in which a background task waits for the bootstrap to end.
-    pub bootstrap_waits: Arc<Mutex<std::collections::HashSet<String>>>,
+    pub bootstrap_waits: kindmachine::bootstrap::Waits,
     /// The caches of the watches a controller keeps anyway, for reads without a request;
     /// set by the controller's `run`. Without it, reads go to the API server.
     pub cache: std::sync::OnceLock<Cache>,

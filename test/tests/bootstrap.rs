@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use capkind::controllers::kindmachine::bootstrap::{self, State};
-use capkind::docker::{ContainerRuntime, labels::Owner};
-use capkind::node::{self, Privileges};
-use capkind_test::docker::{Janitor, engine, images};
+use capkind::docker::ContainerRuntime;
+use capkind_test::docker::{Janitor, engine, worker_node_spec};
 use capkind_test::names;
 
 /// Step 1 leaves a daemon behind, step 2 waits for the test to let it go, step 3 writes the
@@ -21,17 +20,50 @@ const BOOTSTRAP: &str = "#cloud-config\nruncmd:\n\
 /// The waiter's limit: a wake well before it was caused by the script, not by the limit.
 const LIMIT: u64 = 120;
 
-async fn woken(
+/// A waiter on `step`: the wake, and where it leaves what it saw.
+fn woken(
     docker: &capkind::docker::Engine,
     container: &str,
     step: usize,
-) -> tokio::sync::oneshot::Receiver<()> {
+) -> (tokio::sync::oneshot::Receiver<()>, bootstrap::Waits) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let waits = std::sync::Arc::default();
+    let waits = bootstrap::Waits::default();
     bootstrap::wake_on_progress(docker, container, step, LIMIT, &waits, move || {
         let _ = tx.send(());
     });
-    rx
+    assert_eq!(
+        bootstrap::take_seen(&waits, container),
+        bootstrap::Seen::Waiting
+    );
+    (rx, waits)
+}
+
+/// Waits for the wake of a waiter on `step` (well before its limit) and returns the state it
+/// saw, checked against a look of its own.
+async fn next_state(docker: &capkind::docker::Engine, container: &str, step: usize) -> State {
+    let (wake, waits) = woken(docker, container, step);
+    awoken(wake, step).await;
+    seen(docker, container, &waits).await
+}
+
+async fn awoken(wake: tokio::sync::oneshot::Receiver<()>, step: usize) {
+    tokio::time::timeout(Duration::from_secs(LIMIT / 2), wake)
+        .await
+        .unwrap_or_else(|_| panic!("no wake within {}s while at step {step}", LIMIT / 2))
+        .expect("wake sent");
+}
+
+async fn seen(
+    docker: &capkind::docker::Engine,
+    container: &str,
+    waits: &bootstrap::Waits,
+) -> State {
+    let bootstrap::Seen::Returned(text) = bootstrap::take_seen(waits, container) else {
+        panic!("the waiter left nothing it saw");
+    };
+    bootstrap::interpret(docker, container, 600, &text)
+        .await
+        .expect("interpret")
 }
 
 async fn sh(docker: &capkind::docker::Engine, container: &str, script: &str) -> String {
@@ -51,24 +83,7 @@ async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
     let mut janitor = Janitor::default();
     janitor.track(&name);
     janitor.track_network(&network);
-    let owner = Owner {
-        kind: "KindMachine".into(),
-        namespace: "test".into(),
-        name: name.clone(),
-        uid: name.clone(),
-    };
-    let spec = node::container_spec(&node::Params {
-        cluster: "bootstrap-test",
-        name: &name,
-        image: &images().node,
-        network: &network,
-        control_plane: false,
-        failure_domain: None,
-        extra_mounts: &[],
-        owner: &owner,
-        privileges: Privileges::Capabilities,
-        proxy_env: &[],
-    });
+    let spec = worker_node_spec("bootstrap-test", &name, &network);
     docker.create(&spec).await.expect("create");
     docker.start(&name).await.expect("start");
 
@@ -80,17 +95,7 @@ async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
     let mut step = 0;
     let reached_step_2 = tokio::time::timeout(Duration::from_secs(90), async {
         loop {
-            tokio::time::timeout(
-                Duration::from_secs(LIMIT / 2),
-                woken(&docker, &name, step).await,
-            )
-            .await
-            .unwrap_or_else(|_| panic!("no wake within {}s of step {step}", LIMIT / 2))
-            .expect("wake sent");
-            match bootstrap::observe(&docker, &name, 600)
-                .await
-                .expect("observe")
-            {
+            match next_state(&docker, &name, step).await {
                 State::Running { step: 2, .. } => return,
                 State::Running { step: s, .. } => {
                     assert!(s > step, "woken at step {s} after waiting on step {step}");
@@ -102,9 +107,18 @@ async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
     })
     .await;
     assert!(reached_step_2.is_ok(), "step 2 not reached within 90s");
+    assert!(
+        matches!(
+            bootstrap::observe(&docker, &name, 600)
+                .await
+                .expect("observe"),
+            State::Running { step: 2, .. }
+        ),
+        "a look of its own disagrees with the waiter"
+    );
 
     // While step 2 runs, the waiter sleeps on the lock: no wake, and no poll loop in the node.
-    let mut wake = woken(&docker, &name, 2).await;
+    let (mut wake, waits) = woken(&docker, &name, 2);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         wake.try_recv().is_err(),
@@ -116,31 +130,17 @@ async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
         "the waiter is not waiting on the step lock:\n{processes}"
     );
     assert!(
-        !processes.contains("sleep 1"),
+        !processes.lines().any(|l| l.trim() == "sleep 1"),
         "the waiter polls:\n{processes}"
     );
 
     // Step 2 ends, step 3 writes the sentinel: the waiter wakes although step 1's daemon lives.
     sh(&docker, &name, "touch /tmp/go").await;
-    tokio::time::timeout(Duration::from_secs(LIMIT / 2), &mut wake)
-        .await
-        .expect("no wake within 60s of the step's end")
-        .expect("wake sent");
-    let mut state = bootstrap::observe(&docker, &name, 600)
-        .await
-        .expect("observe");
+    awoken(wake, 2).await;
+    let mut state = seen(&docker, &name, &waits).await;
     if let State::Running { step, .. } = state {
         // Woken by the end of step 2; step 3 takes a moment.
-        tokio::time::timeout(
-            Duration::from_secs(LIMIT / 2),
-            woken(&docker, &name, step).await,
-        )
-        .await
-        .expect("no wake at the end of the script")
-        .expect("wake sent");
-        state = bootstrap::observe(&docker, &name, 600)
-            .await
-            .expect("observe");
+        state = next_state(&docker, &name, step).await;
     }
     assert!(
         matches!(state, State::Succeeded { .. }),

@@ -114,15 +114,37 @@ pub async fn observe<D: ContainerRuntime>(
     container: &str,
     timeout_secs: u64,
 ) -> Result<State, docker::Error> {
-    let probe = format!(
+    let out = docker
+        .exec(container, &["sh", "-c", &probe()], None)
+        .await?;
+    interpret(
+        docker,
+        container,
+        timeout_secs,
+        &String::from_utf8_lossy(&out.stdout),
+    )
+    .await
+}
+
+/// The shell commands that print where the bootstrap stands, for [`interpret`].
+fn probe() -> String {
+    format!(
         "test -f {m} || {{ echo none; exit 0; }}; \
          echo \"$(( $(date +%s) - $(cat {m}) )) $(cat {DIR}/bootstrap.step 2>/dev/null || echo 0) $(cat {DIR}/bootstrap.status 2>/dev/null || echo running) $(wc -l < {STAGE}/steps.txt)\"; \
          if [ -f {DIR}/bootstrap.failed ]; then read n code < {DIR}/bootstrap.failed; \
          echo \"$code\"; sed -n \"${{n}}p\" {STAGE}/steps.txt; tail -c 1024 {DIR}/bootstrap.log; fi",
         m = bootstrap::STARTED_MARKER
-    );
-    let out = docker.exec(container, &["sh", "-c", &probe], None).await?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    )
+}
+
+/// The state that [`probe`]'s output `text` tells; stops a bootstrap that ran past
+/// `timeout_secs`.
+pub async fn interpret<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+    timeout_secs: u64,
+    text: &str,
+) -> Result<State, docker::Error> {
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next().unwrap_or("none").split_whitespace().collect();
     let (elapsed, step, status, of) = match head.as_slice() {
@@ -171,13 +193,45 @@ pub async fn observe<D: ContainerRuntime>(
     })
 }
 
+/// The containers with a bootstrap waiter: `None` while it waits, then what it saw (the
+/// output of [`probe`]) until a reconcile takes it with [`take_seen`].
+pub type Waits =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>>;
+
+/// What a reconcile finds about a container's waiter.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// None runs, and nothing it saw is left.
+    Nothing,
+    /// One waits inside the node.
+    Waiting,
+    /// One returned and saw this (the output of the state probe).
+    Returned(String),
+}
+
+/// Takes what the waiter of `container` saw, if it returned; leaves a waiting one in place.
+pub fn take_seen(waits: &Waits, container: &str) -> Seen {
+    let Ok(mut waits) = waits.lock() else {
+        return Seen::Nothing;
+    };
+    match waits.get(container) {
+        None => Seen::Nothing,
+        Some(None) => Seen::Waiting,
+        Some(Some(_)) => match waits.remove(container) {
+            Some(Some(text)) => Seen::Returned(text),
+            _ => Seen::Nothing,
+        },
+    }
+}
+
 /// The lock file the script holds while it runs step `step` (0: waiting for systemd).
 fn step_lock(step: usize) -> String {
     format!("{DIR}/step-{step}.lock")
 }
 
 /// Waits, in a task of its own and inside the node, until the bootstrap of `container` is past
-/// step `step` or has ended (or `limit_secs` pass), then sends `wake`; one such task per
+/// step `step` or has ended (or `limit_secs` pass), then reads where it stands, keeps that in
+/// `waits` for the next reconcile ([`take_seen`]) and sends `wake`; one such task per
 /// container. A change is thus seen at once instead of at the next look, for the price of one
 /// exec, and while the task waits, reconciles need not look inside the node at all.
 ///
@@ -191,32 +245,42 @@ pub fn wake_on_progress<D: ContainerRuntime + Clone>(
     container: &str,
     step: usize,
     limit_secs: u64,
-    waits: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    waits: &Waits,
     wake: impl FnOnce() + Send + 'static,
 ) {
     let Ok(mut active) = waits.lock() else {
         return;
     };
-    if !active.insert(container.to_string()) {
+    if matches!(active.get(container), Some(None)) {
         return;
     }
+    active.insert(container.to_string(), None);
+    drop(active);
     let (docker, container, waits) = (docker.clone(), container.to_string(), waits.clone());
     let wait = format!(
-        "test -f {DIR}/bootstrap.status && exit 0; \
-         if command -v flock >/dev/null && test -f {lock}; then exec flock -s -w {limit} {lock} true; fi; \
-         i=0; while [ ! -f {DIR}/bootstrap.status ] && read s < {DIR}/bootstrap.step && [ \"$s\" = {step} ] && [ $i -lt {limit} ]; do \
-         sleep 1; i=$((i+1)); done",
+        "if [ ! -f {DIR}/bootstrap.status ]; then \
+         if command -v flock >/dev/null && test -f {lock}; then flock -s -w {limit} {lock} true; \
+         else i=0; while [ ! -f {DIR}/bootstrap.status ] && read s < {DIR}/bootstrap.step && [ \"$s\" = {step} ] && [ $i -lt {limit} ]; do \
+         sleep 1; i=$((i+1)); done; fi; fi; {probe}",
         lock = step_lock(step),
-        limit = limit_secs.max(1)
+        limit = limit_secs.max(1),
+        probe = probe()
     );
     tokio::spawn(async move {
         let outcome = docker.exec(&container, &["sh", "-c", &wait], None).await;
-        if outcome.is_err() {
-            // The container went away or Docker failed; look again soon, not in a loop.
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        }
+        let seen = match &outcome {
+            Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+            Err(_) => {
+                // The container went away or Docker failed; look again soon, not in a loop.
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                None
+            }
+        };
         if let Ok(mut active) = waits.lock() {
-            active.remove(&container);
+            match seen {
+                Some(text) => active.insert(container, Some(text)),
+                None => active.remove(&container),
+            };
         }
         wake();
     });

@@ -493,13 +493,10 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
     let name = &inputs.container;
     let timeout = km.spec.bootstrap_timeout()?.as_secs();
     let before = current_bootstrap_cond(km);
-    // A task waits inside the node for the next step; it wakes this machine up then.
-    if before.reason == "Bootstrapping"
-        && ctx
-            .bootstrap_waits
-            .lock()
-            .is_ok_and(|waits| waits.contains(name))
-    {
+    // A task waits inside the node for the next step; it wakes this machine up then, with
+    // what it saw (so this reconcile need not look inside the node again).
+    let seen = bootstrap::take_seen(&ctx.bootstrap_waits, name);
+    if before.reason == "Bootstrapping" && seen == bootstrap::Seen::Waiting {
         return Ok(before);
     }
     let wake_on_progress = |step: usize, elapsed: u64| {
@@ -520,10 +517,12 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
         );
     };
     Ok(
-        match if created_now {
-            State::NotStarted
-        } else {
-            bootstrap::observe(&ctx.docker, name, timeout).await?
+        match match seen {
+            _ if created_now => State::NotStarted,
+            bootstrap::Seen::Returned(text) => {
+                bootstrap::interpret(&ctx.docker, name, timeout, &text).await?
+            }
+            _ => bootstrap::observe(&ctx.docker, name, timeout).await?,
         } {
             State::NotStarted => {
                 preload_images(km, ctx, name).await?;
