@@ -31,6 +31,34 @@ impl Images {
     }
 }
 
+/// The container spec the provider gives a worker node, for tests and the benchmark that create
+/// nodes without a controller: the test node image, explicit capabilities (this engine refuses
+/// `--privileged`), owned by a KindMachine of the same name.
+pub fn worker_node_spec(
+    cluster: &str,
+    name: &str,
+    network: &str,
+) -> capkind::docker::ContainerSpec {
+    let owner = capkind::docker::labels::Owner {
+        kind: "KindMachine".into(),
+        namespace: "test".into(),
+        name: name.to_string(),
+        uid: name.to_string(),
+    };
+    capkind::node::container_spec(&capkind::node::Params {
+        cluster,
+        name,
+        image: &images().node,
+        network,
+        control_plane: false,
+        failure_domain: None,
+        extra_mounts: &[],
+        owner: &owner,
+        privileges: capkind::node::Privileges::Capabilities,
+        proxy_env: &[],
+    })
+}
+
 /// Connects to the Docker engine, failing the test with what is missing when it cannot.
 pub async fn engine() -> Engine {
     let engine = Engine::connect(None).await.unwrap_or_else(|e| {

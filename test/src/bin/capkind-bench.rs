@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use capkind::controllers::kindmachine::bootstrap;
-use capkind::docker::{ContainerRuntime, labels::Owner};
-use capkind::node::{self, Privileges};
+use capkind::docker::ContainerRuntime;
 use capkind_api::v1beta1::KindMachine;
 use capkind_test::core::{CoreCluster, Role, TRIVIAL_BOOTSTRAP};
 use capkind_test::docker::{engine, images};
@@ -61,7 +60,6 @@ async fn floor(n: usize) -> Latencies {
     docker.ensure_network(&network).await.expect("network");
     let mut janitor = capkind_test::docker::Janitor::default();
     janitor.track_network(&network);
-    let image = images().node;
     let plan = capkind::bootstrap::plan(Some("cloud-config"), TRIVIAL_BOOTSTRAP.as_bytes())
         .expect("bootstrap plan");
     let archive = bootstrap::archive(&plan).expect("archive");
@@ -74,34 +72,16 @@ async fn floor(n: usize) -> Latencies {
     let names: Vec<String> = (0..n).map(|i| format!("{cluster}-{i}")).collect();
     let started = Instant::now();
     let one = |name: String| {
-        let (docker, network, image, archive, run, cluster) = (
+        let (docker, network, archive, run, cluster) = (
             docker.clone(),
             network.clone(),
-            image.clone(),
             archive.clone(),
             run.clone(),
             cluster.clone(),
         );
         async move {
             let t0 = Instant::now();
-            let owner = Owner {
-                kind: "KindMachine".into(),
-                namespace: "bench".into(),
-                name: name.clone(),
-                uid: name.clone(),
-            };
-            let spec = node::container_spec(&node::Params {
-                cluster: &cluster,
-                name: &name,
-                image: &image,
-                network: &network,
-                control_plane: false,
-                failure_domain: None,
-                extra_mounts: &[],
-                owner: &owner,
-                privileges: Privileges::Capabilities,
-                proxy_env: &[],
-            });
+            let spec = capkind_test::docker::worker_node_spec(&cluster, &name, &network);
             docker.create(&spec).await.expect("create");
             docker.start(&name).await.expect("start");
             let started = t0.elapsed().as_secs_f64();
