@@ -217,10 +217,10 @@ pub fn take_seen(waits: &Waits, container: &str) -> Seen {
     match waits.get(container) {
         None => Seen::Nothing,
         Some(None) => Seen::Waiting,
-        Some(Some(_)) => match waits.remove(container) {
-            Some(Some(text)) => Seen::Returned(text),
-            _ => Seen::Nothing,
-        },
+        Some(Some(_)) => waits
+            .remove(container)
+            .flatten()
+            .map_or(Seen::Nothing, Seen::Returned),
     }
 }
 

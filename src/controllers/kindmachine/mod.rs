@@ -51,19 +51,19 @@ pub async fn run<D: ContainerRuntime + Clone>(
     });
     controller
         .watches_stream(
-            reflector(
+            cached(
                 machines_writer,
-                watcher(scope.api::<Machine>(client.clone()), scope.watcher()),
-            )
-            .touched_objects(),
+                scope.api::<Machine>(client.clone()),
+                &scope,
+            ),
             machine_to_kindmachine,
         )
         .watches_stream(
-            reflector(
+            cached(
                 clusters_writer,
-                watcher(scope.api::<Cluster>(client.clone()), scope.watcher()),
-            )
-            .touched_objects(),
+                scope.api::<Cluster>(client.clone()),
+                &scope,
+            ),
             move |c: Cluster| {
                 machines_of(
                     &by_cluster,
@@ -73,11 +73,11 @@ pub async fn run<D: ContainerRuntime + Clone>(
             },
         )
         .watches_stream(
-            reflector(
+            cached(
                 kind_clusters_writer,
-                watcher(scope.api::<KindCluster>(client), scope.watcher()),
-            )
-            .touched_objects(),
+                scope.api::<KindCluster>(client),
+                &scope,
+            ),
             move |kc: KindCluster| {
                 let cluster = kc
                     .labels()
@@ -101,6 +101,24 @@ pub async fn run<D: ContainerRuntime + Clone>(
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// The watch of `api` within `scope`, filling `writer`'s cache on the way.
+fn cached<K>(
+    writer: reflector::store::Writer<K>,
+    api: kube::Api<K>,
+    scope: &Scope,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    reflector(writer, watcher(api, scope.watcher())).touched_objects()
 }
 
 /// A Machine maps to the KindMachine its infrastructureRef names.

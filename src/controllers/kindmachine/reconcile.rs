@@ -516,108 +516,105 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
             },
         );
     };
-    Ok(
-        match match seen {
-            _ if created_now => State::NotStarted,
-            bootstrap::Seen::Returned(text) => {
-                bootstrap::interpret(&ctx.docker, name, timeout, &text).await?
-            }
-            _ => bootstrap::observe(&ctx.docker, name, timeout).await?,
-        } {
-            State::NotStarted => {
-                preload_images(km, ctx, name).await?;
-                let secret_name = inputs
-                    .machine
-                    .spec
-                    .bootstrap
-                    .data_secret_name
-                    .clone()
-                    .unwrap_or_default();
-                let secret = Api::<Secret>::namespaced(
-                    ctx.client.clone(),
-                    &km.namespace().unwrap_or_default(),
-                )
-                .get_opt(&secret_name)
-                .await?;
-                let data = secret.and_then(|s| s.data).unwrap_or_default();
-                let value = data
-                    .get("value")
-                    .ok_or_else(|| Error::BootstrapSecretMissing {
-                        name: secret_name.clone(),
-                    })?;
-                let format = data
-                    .get("format")
-                    .map(|f| String::from_utf8_lossy(&f.0).into_owned());
-                let plan = crate::bootstrap::plan(format.as_deref(), &value.0)?;
-                bootstrap::start(&ctx.docker, name, &plan).await?;
-                wake_on_progress(0, 0);
-                info!(container = %name, steps = plan.len(), ignored = ?plan.ignored, "bootstrap started");
+    let state = match seen {
+        _ if created_now => State::NotStarted,
+        bootstrap::Seen::Returned(text) => {
+            bootstrap::interpret(&ctx.docker, name, timeout, &text).await?
+        }
+        _ => bootstrap::observe(&ctx.docker, name, timeout).await?,
+    };
+    Ok(match state {
+        State::NotStarted => {
+            preload_images(km, ctx, name).await?;
+            let secret_name = inputs
+                .machine
+                .spec
+                .bootstrap
+                .data_secret_name
+                .clone()
+                .unwrap_or_default();
+            let secret =
+                Api::<Secret>::namespaced(ctx.client.clone(), &km.namespace().unwrap_or_default())
+                    .get_opt(&secret_name)
+                    .await?;
+            let data = secret.and_then(|s| s.data).unwrap_or_default();
+            let value = data
+                .get("value")
+                .ok_or_else(|| Error::BootstrapSecretMissing {
+                    name: secret_name.clone(),
+                })?;
+            let format = data
+                .get("format")
+                .map(|f| String::from_utf8_lossy(&f.0).into_owned());
+            let plan = crate::bootstrap::plan(format.as_deref(), &value.0)?;
+            bootstrap::start(&ctx.docker, name, &plan).await?;
+            wake_on_progress(0, 0);
+            info!(container = %name, steps = plan.len(), ignored = ?plan.ignored, "bootstrap started");
+            ctx.event(
+                km,
+                EventType::Normal,
+                "BootstrapStarted",
+                format!("Bootstrap of {name} started ({} steps)", plan.len()),
+            )
+            .await;
+            waiting(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "Bootstrapping",
+                "Bootstrap started",
+            )
+        }
+        State::Running { step, of, elapsed } => {
+            wake_on_progress(step, elapsed);
+            let message = if step == 0 {
+                "Waiting for the node's systemd to boot before the bootstrap".to_string()
+            } else {
+                format!("Running bootstrap step {step} of {of}")
+            };
+            waiting(BOOTSTRAP_EXEC_SUCCEEDED, "Bootstrapping", message)
+        }
+        State::Succeeded { elapsed } => {
+            if km.spec.provider_id.is_none() {
+                ctx.metrics.bootstrap_succeeded(elapsed);
                 ctx.event(
                     km,
                     EventType::Normal,
-                    "BootstrapStarted",
-                    format!("Bootstrap of {name} started ({} steps)", plan.len()),
+                    "BootstrapSucceeded",
+                    format!("Bootstrap of {name} succeeded"),
                 )
                 .await;
-                waiting(
-                    BOOTSTRAP_EXEC_SUCCEEDED,
-                    "Bootstrapping",
-                    "Bootstrap started",
-                )
             }
-            State::Running { step, of, elapsed } => {
-                wake_on_progress(step, elapsed);
-                let message = if step == 0 {
-                    "Waiting for the node's systemd to boot before the bootstrap".to_string()
-                } else {
-                    format!("Running bootstrap step {step} of {of}")
-                };
-                waiting(BOOTSTRAP_EXEC_SUCCEEDED, "Bootstrapping", message)
-            }
-            State::Succeeded { elapsed } => {
-                if km.spec.provider_id.is_none() {
-                    ctx.metrics.bootstrap_succeeded(elapsed);
-                    ctx.event(
-                        km,
-                        EventType::Normal,
-                        "BootstrapSucceeded",
-                        format!("Bootstrap of {name} succeeded"),
-                    )
+            Cond::ok(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "BootstrapSucceeded",
+                "The bootstrap data ran to completion",
+            )
+        }
+        State::Failed { message } => {
+            let cond = problem(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapFailed", message.clone());
+            if before.reason != cond.reason {
+                ctx.event(km, EventType::Warning, "BootstrapFailed", message)
                     .await;
-                }
-                Cond::ok(
-                    BOOTSTRAP_EXEC_SUCCEEDED,
-                    "BootstrapSucceeded",
-                    "The bootstrap data ran to completion",
-                )
             }
-            State::Failed { message } => {
-                let cond = problem(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapFailed", message.clone());
-                if before.reason != cond.reason {
-                    ctx.event(km, EventType::Warning, "BootstrapFailed", message)
-                        .await;
-                }
-                cond
-            }
-            State::TimedOut { after } => {
-                let cond = problem(
-                    BOOTSTRAP_EXEC_SUCCEEDED,
+            cond
+        }
+        State::TimedOut { after } => {
+            let cond = problem(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "BootstrapTimedOut",
+                format!("The bootstrap did not finish within {after}s"),
+            );
+            if before.reason != cond.reason {
+                ctx.event(
+                    km,
+                    EventType::Warning,
                     "BootstrapTimedOut",
-                    format!("The bootstrap did not finish within {after}s"),
-                );
-                if before.reason != cond.reason {
-                    ctx.event(
-                        km,
-                        EventType::Warning,
-                        "BootstrapTimedOut",
-                        cond.message.clone(),
-                    )
-                    .await;
-                }
-                cond
+                    cond.message.clone(),
+                )
+                .await;
             }
-        },
-    )
+            cond
+        }
+    })
 }
 
 async fn delete<D: ContainerRuntime>(
