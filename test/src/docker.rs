@@ -59,6 +59,18 @@ pub fn worker_node_spec(
     })
 }
 
+/// Fails the test if any of `volumes` still exists in Docker.
+pub fn assert_volumes_gone<V: AsRef<str>>(volumes: &[V]) {
+    for v in volumes {
+        let v = v.as_ref();
+        let out = Command::new("docker")
+            .args(["volume", "inspect", v])
+            .output()
+            .expect("docker volume inspect");
+        assert!(!out.status.success(), "volume {v} left behind");
+    }
+}
+
 /// Connects to the Docker engine, failing the test with what is missing when it cannot.
 pub async fn engine() -> Engine {
     let engine = Engine::connect(None).await.unwrap_or_else(|e| {

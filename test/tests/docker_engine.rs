@@ -241,13 +241,7 @@ async fn node_container_lifecycle_on_the_real_engine() {
         docker.inspect(&name).await.expect("inspect").is_none(),
         "container still there"
     );
-    let volume = std::process::Command::new("docker")
-        .args(["volume", "inspect", &c.volume_names[0]])
-        .output();
-    assert!(
-        !volume.expect("docker volume inspect").status.success(),
-        "the /var volume was left behind"
-    );
+    capkind_test::docker::assert_volumes_gone(&c.volume_names[..1]);
     docker
         .remove(&name)
         .await

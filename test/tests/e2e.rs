@@ -390,13 +390,7 @@ async fn lifecycle(chaos: Option<u64>) {
         "containers left behind: {:?}",
         l.containers().await
     );
-    for v in volumes {
-        let out = std::process::Command::new("docker")
-            .args(["volume", "inspect", &v])
-            .output()
-            .expect("docker");
-        assert!(!out.status.success(), "volume {v} left behind");
-    }
+    capkind_test::docker::assert_volumes_gone(&volumes);
     let left: Vec<KindMachine> = l
         .machines
         .list(&Default::default())

@@ -273,13 +273,7 @@ async fn deletion_removes_the_container_and_the_finalizer() {
         docker.inspect(&lb.name).await.expect("inspect").is_none(),
         "load balancer left behind"
     );
-    for volume in &lb.volume_names {
-        let out = std::process::Command::new("docker")
-            .args(["volume", "inspect", volume])
-            .output()
-            .expect("docker");
-        assert!(!out.status.success(), "volume {volume} left behind");
-    }
+    capkind_test::docker::assert_volumes_gone(&lb.volume_names);
 }
 
 #[tokio::test]

@@ -477,13 +477,7 @@ async fn control_planes_drain_and_leave_the_load_balancer() {
             .is_none(),
         "container left behind"
     );
-    for v in volumes {
-        let out = std::process::Command::new("docker")
-            .args(["volume", "inspect", &v])
-            .output()
-            .expect("docker");
-        assert!(!out.status.success(), "volume {v} left behind");
-    }
+    capkind_test::docker::assert_volumes_gone(&volumes);
     let cfg = config().await;
     assert!(
         !cfg.contains(&format!("server {second} ")) && cfg.contains(&format!("server {first} ")),
@@ -693,13 +687,7 @@ async fn deleting_a_cluster_leaves_no_container_or_volume() {
             .is_empty(),
         "containers left behind"
     );
-    for v in volumes {
-        let out = std::process::Command::new("docker")
-            .args(["volume", "inspect", &v])
-            .output()
-            .expect("docker");
-        assert!(!out.status.success(), "volume {v} left behind");
-    }
+    capkind_test::docker::assert_volumes_gone(&volumes);
 }
 
 #[tokio::test]
