@@ -22,5 +22,5 @@ raise_sysctl fs.inotify.max_user_watches 524288
 # etcd-server's package starts a system etcd on 2379; the tests run their own on free ports.
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 
-"$(dirname "$0")/install-kube-apiserver.sh" >/dev/null
+echo "export CAPKIND_KUBERNETES_BIN=$("$(dirname "$0")/install-kubernetes.sh")"
 "$(dirname "$0")/build-images.sh"
