@@ -66,7 +66,8 @@ impl ApiServer {
         start_watchdog(&dir, &pids)?;
         let url = format!("https://127.0.0.1:{secure_port}");
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&url))
+        let ca = std::fs::read(dir.join("ca.crt")).map_err(|e| format!("read ca.crt: {e}"))?;
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&url, &ca))
             .map_err(|e| format!("write kubeconfig: {e}"))?;
         let server = ApiServer {
             dir,
@@ -276,21 +277,22 @@ fn find_etcd() -> Result<PathBuf, String> {
 }
 
 fn find_kube_apiserver() -> Result<PathBuf, String> {
-    let cache = std::env::var("CAPKIND_CACHE").unwrap_or_else(|_| "/var/cache/capkind".into());
     let candidates = [
         std::env::var("KUBEBUILDER_ASSETS")
             .ok()
             .map(|d| PathBuf::from(d).join("kube-apiserver")),
         which("kube-apiserver"),
-        Some(PathBuf::from(cache).join("kube-apiserver-v1.20.2")),
+        std::env::var("CAPKIND_KUBERNETES_BIN")
+            .ok()
+            .map(|d| PathBuf::from(d).join("kube-apiserver")),
     ];
     candidates
         .into_iter()
         .flatten()
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            "kube-apiserver not found in $KUBEBUILDER_ASSETS, on PATH or in the cache; \
-         run hack/install-kube-apiserver.sh (it builds one from Debian's kubernetes source)"
+            "kube-apiserver not found in $KUBEBUILDER_ASSETS, on PATH or in $CAPKIND_KUBERNETES_BIN; \
+         run `eval \"$(hack/install-test-deps.sh)\"` (it builds Kubernetes from Debian's source, cached)"
                 .to_string()
         })
 }
@@ -341,17 +343,77 @@ fn write_credentials(dir: &Path) -> Result<(), String> {
         format!("{},admin,admin,system:masters\n", admin_token()),
     )
     .map_err(|e| format!("write tokens: {e}"))?;
-    let status = Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(dir.join("sa.key"))
-        .arg("2048")
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("openssl not runnable ({e}); install Debian's openssl"))?;
-    if !status.success() {
-        return Err("openssl genrsa failed".into());
-    }
-    Ok(())
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("openssl not runnable ({e}); install Debian's openssl"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {} failed", args[0]))
+        }
+    };
+    openssl(&["genrsa", "-out", "sa.key", "2048"])?;
+    // A CA of its own and a serving certificate for loopback, so that clients verify the
+    // server as they would a real cluster's (and nothing logs a bypassed certificate check).
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=capkind-test-ca",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+    ])?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| format!("write server.ext: {e}"))?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "3650",
+        "-extfile",
+        "server.ext",
+    ])
 }
 
 /// The bearer token of the admin user (the API server listens on loopback only).
@@ -378,6 +440,11 @@ fn apiserver_args(dir: &Path, etcd_port: u16, secure_port: u16) -> Vec<String> {
     vec![
         format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
         format!("--cert-dir={}", dir.join("certs").display()),
+        format!("--tls-cert-file={}", dir.join("server.crt").display()),
+        format!(
+            "--tls-private-key-file={}",
+            dir.join("server.key").display()
+        ),
         format!("--secure-port={secure_port}"),
         "--bind-address=127.0.0.1".into(),
         "--advertise-address=127.0.0.1".into(),
@@ -438,11 +505,13 @@ fi
         .map_err(|e| format!("start the cleanup watchdog (setsid from util-linux): {e}"))
 }
 
-fn kubeconfig_yaml(url: &str) -> String {
+fn kubeconfig_yaml(url: &str, ca: &[u8]) -> String {
+    use base64::Engine;
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: capkind-test\n  cluster:\n    server: {url}\n    \
-         insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: \
+         certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: \
          capkind-test\n  context:\n    cluster: capkind-test\n    user: admin\ncurrent-context: capkind-test\n",
+        base64::engine::general_purpose::STANDARD.encode(ca),
         admin_token()
     )
 }

@@ -260,9 +260,10 @@ async fn the_manager_needs_no_more_than_its_role() {
     std::fs::write(
         &kubeconfig,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
              users:\n- name: m\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: m}}\ncurrent-context: c\n",
-            server.url()
+            server.url(),
+            server.dir().join("ca.crt").display()
         ),
     )
     .expect("kubeconfig");
