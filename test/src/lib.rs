@@ -19,9 +19,11 @@ pub mod core;
 pub mod docker;
 pub mod fixtures;
 pub mod http;
+pub mod kubeadm;
 pub mod manager;
 pub mod names;
 pub mod process;
+pub mod signals;
 pub mod wait;
 
 pub use apiserver::{ApiServer, capi_crds, install_crds, shared};
