@@ -10,4 +10,5 @@ pub mod loadbalancer;
 pub mod manager;
 pub mod metrics;
 pub mod node;
+pub mod report;
 pub mod workload;

@@ -25,6 +25,7 @@ pub struct Metrics {
     api_rate_limited: prometheus::Counter,
     docker_time: HistogramVec,
     bootstrap_time: Histogram,
+    events_refused: IntCounterVec,
     machines: IntGaugeVec,
     /// 1 while this manager holds the leader Lease (or runs without leader election).
     pub leader: IntGauge,
@@ -117,6 +118,11 @@ impl Metrics {
                 .buckets(vec![1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
             )
             .expect("valid"),
+            events_refused: counter(
+                "capkind_events_refused_total",
+                "Events the API server refused to record, per event reason",
+                &["reason"],
+            ),
             machines: IntGaugeVec::new(
                 Opts::new("capkind_machines", "KindMachines per phase"),
                 &["phase"],
@@ -144,6 +150,7 @@ impl Metrics {
             Box::new(m.api_rate_limited.clone()),
             Box::new(m.docker_time.clone()),
             Box::new(m.bootstrap_time.clone()),
+            Box::new(m.events_refused.clone()),
             Box::new(m.machines.clone()),
             Box::new(m.leader.clone()),
             Box::new(build),
@@ -200,6 +207,11 @@ impl Metrics {
         self.docker_time
             .with_label_values(&[op])
             .observe(start.elapsed().as_secs_f64());
+    }
+
+    /// Counts an Event the API server refused.
+    pub fn event_refused(&self, reason: &str) {
+        self.events_refused.with_label_values(&[reason]).inc();
     }
 
     /// Records a finished bootstrap.

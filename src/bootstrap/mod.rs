@@ -5,11 +5,13 @@
 
 pub mod cloudinit;
 pub mod ignition;
+pub mod kubeadm;
 
 /// Where the contract says a successful bootstrap leaves its mark.
 pub const SENTINEL: &str = "/run/cluster-api/bootstrap-success.complete";
-/// Written before the first command, so that a restarted manager never runs a bootstrap twice.
-pub const STARTED_MARKER: &str = "/run/cluster-api/capkind.bootstrap.started";
+/// Written before the first command, on the node's /var volume, so that neither a restarted
+/// manager nor a restarted node container (whose /run is emptied) runs a bootstrap twice.
+pub const STARTED_MARKER: &str = "/var/lib/capkind/bootstrap.started";
 
 /// What to do inside the node, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,13 +64,16 @@ pub enum Error {
     File { path: String, reason: String },
 }
 
-/// Parses the bootstrap Secret's `value` according to its `format` (default cloud-config).
+/// Parses the bootstrap Secret's `value` according to its `format` (default cloud-config), with
+/// the fix-ups a kubeadm node needs inside a container ([`kubeadm::adapt`]).
 pub fn plan(format: Option<&str>, value: &[u8]) -> Result<Plan, Error> {
-    match format.unwrap_or("cloud-config") {
+    let mut plan = match format.unwrap_or("cloud-config") {
         "cloud-config" | "" => cloudinit::plan(value),
         "ignition" => ignition::plan(value),
         other => Err(Error::UnknownFormat(other.to_string())),
-    }
+    }?;
+    kubeadm::adapt(&mut plan);
+    Ok(plan)
 }
 
 impl Plan {

@@ -190,7 +190,8 @@ impl<D> Context<D> {
         Duration::from_secs(1u64 << (*n - 1)).min(Duration::from_secs(120))
     }
 
-    /// Publishes an event about `obj`; a failure to publish never fails a reconcile.
+    /// Publishes an event about `obj`, its note cut at line boundaries to what the API server
+    /// accepts; a failure to publish never fails a reconcile, and is logged and counted.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -201,11 +202,12 @@ impl<D> Context<D> {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(note),
+            note: Some(crate::report::fit(&note, crate::report::EVENT_NOTE_LIMIT)),
             action: reason.to_string(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            self.metrics.event_refused(reason);
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }
@@ -263,6 +265,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// The API server refused a write because the object changed since it was read: the
+    /// next reconcile sees the new object, so this is retried at once, not reported.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(e)) if e.code == 409)
+    }
+
     /// A short PascalCase reason for conditions, events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -325,7 +333,13 @@ where
     Fut: std::future::Future<Output = Result<Action, Error>>,
 {
     let timer = ctx.metrics.reconcile(controller);
-    let result = reconcile(obj, ctx.clone()).await;
+    let result = match reconcile(obj, ctx.clone()).await {
+        Err(e) if e.is_conflict() => {
+            tracing::debug!(error = %e, "object changed while reconciling; again with the new one");
+            Ok(Action::requeue(Duration::from_millis(100)))
+        }
+        other => other,
+    };
     timer.done(result.as_ref().map(|_| ()).map_err(Error::reason));
     result
 }
@@ -428,32 +442,44 @@ where
     .map(|_| ())
 }
 
-/// Removes `finalizer` if present.
+/// Removes `finalizer` if present. A JSON patch that tests the entry it removes, instead of a
+/// resourceVersion: the deletion path writes the object's status just before, and that write
+/// must not turn this one into a conflict.
 pub async fn remove_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    if !obj.finalizers().iter().any(|f| f == finalizer) {
+    let Some(at) = obj.finalizers().iter().position(|f| f == finalizer) else {
         return Ok(());
-    }
-    let finalizers: Vec<&String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != finalizer)
-        .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    };
+    let patch: json_patch::Patch = serde_json::from_value(remove_finalizer_patch(at, finalizer))
+        .map_err(kube::Error::SerdeError)?;
     match api
         .patch(
             &obj.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &Patch::Json::<()>(patch),
         )
         .await
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        // The list moved since `obj` was read (the test failed): the next reconcile retries.
+        Err(kube::Error::Api(mut e)) if e.code == 422 => {
+            e.code = 409;
+            Err(kube::Error::Api(e))
+        }
         Err(e) => Err(e),
     }
+}
+
+/// The JSON patch that removes `finalizer`, found at index `at`, only if it is still there.
+fn remove_finalizer_patch(at: usize, finalizer: &str) -> serde_json::Value {
+    let path = format!("/metadata/finalizers/{at}");
+    serde_json::json!([
+        {"op": "test", "path": path, "value": finalizer},
+        {"op": "remove", "path": path},
+    ])
 }
 
 /// Writes `status` with server-side apply when it differs from `current`; a steady object

@@ -65,6 +65,52 @@ impl Engine {
             .filter_map(|c| c.subnet)
             .collect())
     }
+
+    /// Creates network `name` on a subnet of our choosing: Docker keeps a container's fixed
+    /// address (how a load balancer comes back on its old address) only on such networks.
+    /// Whoever creates a network at the same moment may pick the same free subnet; Docker then
+    /// refuses the second ("Pool overlaps"), which looks again and picks another.
+    async fn create_network(&self, name: &str) -> Result<()> {
+        let what = || format!("network {name}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let taken = self.subnets_in_use().await?;
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".to_string()),
+                ipam: free_subnet(&taken).map(|subnet| Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(subnet),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            match self
+                .docker
+                .create_network(request)
+                .await
+                .map_err(|e| classify(what(), e))
+            {
+                Ok(_) => return Ok(()),
+                // Someone else created it between our inspect and create.
+                Err(Error::Conflict { .. }) => return Ok(()),
+                Err(Error::Engine { message, .. })
+                    if message.contains("overlaps") && attempt < 5 =>
+                {
+                    tracing::debug!(
+                        network = name,
+                        attempt,
+                        "subnet taken meanwhile; choosing again"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
 }
 
 /// The first private /16 (172.18-31, then 10.89-99) that overlaps none of `taken`.
@@ -377,29 +423,7 @@ impl ContainerRuntime for Engine {
             Ok(n) => n,
             Err(e) => match classify(what(), e) {
                 Error::NotFound { .. } => {
-                    // A subnet of our choosing: Docker keeps a container's fixed address (how a
-                    // load balancer comes back on its old address) only on such networks.
-                    let taken = self.subnets_in_use().await?;
-                    let request = NetworkCreateRequest {
-                        name: name.to_string(),
-                        driver: Some("bridge".to_string()),
-                        ipam: free_subnet(&taken).map(|subnet| Ipam {
-                            config: Some(vec![IpamConfig {
-                                subnet: Some(subnet),
-                                ..Default::default()
-                            }]),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    };
-                    match self.docker.create_network(request).await {
-                        Ok(_) => {}
-                        // Someone else created it between our inspect and create.
-                        Err(e) => match classify(what(), e) {
-                            Error::Conflict { .. } => {}
-                            other => return Err(other),
-                        },
-                    }
+                    self.create_network(name).await?;
                     self.docker
                         .inspect_network(name, None)
                         .await

@@ -119,22 +119,28 @@ pub enum Error {
 /// reloaded. After each reload a copy of the loaded configuration is kept beside it, so that a
 /// manager stopped between writing the file and reloading haproxy reloads it next time instead
 /// of finding the file up to date and leaving haproxy on the old configuration.
+///
+/// Both controllers write here, for the same container, at the same time: writes to one load
+/// balancer are taken one at a time in this process, and each stages its file under a name of
+/// its own, so that no writer (not even another manager process) moves or checks another's.
 pub async fn write_config<D: ContainerRuntime>(
     docker: &D,
     container: &str,
     config: &str,
 ) -> Result<bool, Error> {
+    let lock = writer_lock(container);
+    let _one_at_a_time = lock.lock().await;
     let (current, loaded) = read_config(docker, container).await?;
     if current.as_deref() == Some(config) && loaded.as_deref() == Some(config) {
         return Ok(false);
     }
     if current.as_deref() != Some(config) {
-        let staged = format!("{}.new", config::CONFIG_PATH);
+        let staged = staging_path();
         docker
             .upload(container, "/", tar_file(&staged[1..], config.as_bytes())?)
             .await?;
         let script = format!(
-            "haproxy -c -q -f {staged} && mv {staged} {}",
+            "haproxy -c -q -f {staged} && mv {staged} {} || {{ rc=$?; rm -f {staged}; exit $rc; }}",
             config::CONFIG_PATH
         );
         let checked = docker.exec(container, &["sh", "-c", &script], None).await?;
@@ -155,6 +161,22 @@ pub async fn write_config<D: ContainerRuntime>(
     let keep = format!("cp {0} {0}.loaded", config::CONFIG_PATH);
     docker.exec(container, &["sh", "-c", &keep], None).await?;
     Ok(true)
+}
+
+/// The lock that orders this process's writes to the load balancer `container`.
+fn writer_lock(container: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    locks.entry(container.to_string()).or_default().clone()
+}
+
+/// A staging file name no other write uses: this process's id and a counter.
+fn staging_path() -> String {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.new.{}.{n}", config::CONFIG_PATH, std::process::id())
 }
 
 /// The configuration file, and the copy of the one haproxy last loaded (when known), in one

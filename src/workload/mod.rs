@@ -1,6 +1,9 @@
 //! Workload clusters, reached with the kubeconfig Cluster API keeps in the `<cluster>-kubeconfig`
-//! Secret (key `value`). No cloud controller runs in these clusters, so the provider sets each
-//! Node's `spec.providerID` itself, as CAPD does.
+//! Secret (key `value`). No cloud controller runs in these clusters, so the provider does its
+//! part for each Node, as CAPD does: it sets `spec.providerID`, and when the cluster runs its
+//! kubelets with an external cloud provider (the Node carries
+//! `node.cloudprovider.kubernetes.io/uninitialized`), it sets the Node's addresses and removes
+//! that taint, which would otherwise keep every ordinary Pod off the Node.
 
 use std::time::Duration;
 
@@ -67,25 +70,58 @@ pub async fn client(
         .map_err(|e| bad(e.to_string()))
 }
 
-/// Sets `spec.providerID` of the Node `node` to `id` unless it already has one.
-pub async fn set_provider_id(workload: &Client, node: &str, id: &str) -> Result<ProviderId, Error> {
+/// The taint a kubelet started with `--cloud-provider=external` puts on its Node until a cloud
+/// controller has initialized it.
+pub const UNINITIALIZED_TAINT: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+
+/// Sets `spec.providerID` of the Node `node` to `id` unless it already has one, and initializes
+/// it as a cloud controller would when it waits for one (addresses set, then the taint removed).
+pub async fn set_provider_id(
+    workload: &Client,
+    node: &str,
+    id: &str,
+    addresses: &[(&str, &str)],
+) -> Result<ProviderId, Error> {
     let nodes: Api<Node> = Api::all(workload.clone());
     let Some(current) = nodes.get_opt(node).await? else {
         return Ok(ProviderId::NoNode);
     };
-    match current
-        .spec
-        .and_then(|s| s.provider_id)
-        .filter(|p| !p.is_empty())
-    {
-        Some(existing) if existing == id => Ok(ProviderId::Set),
-        Some(existing) => Ok(ProviderId::Conflict(existing)),
-        None => {
-            let patch = serde_json::json!({"spec": {"providerID": id}});
-            nodes
-                .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            Ok(ProviderId::Set)
-        }
+    let spec = current.spec.clone().unwrap_or_default();
+    let outcome = match spec.provider_id.filter(|p| !p.is_empty()) {
+        Some(existing) if existing == id => ProviderId::Set,
+        Some(existing) => return Ok(ProviderId::Conflict(existing)),
+        None => ProviderId::Set,
+    };
+    let taints = spec.taints.unwrap_or_default();
+    let uninitialized = taints.iter().any(|t| t.key == UNINITIALIZED_TAINT);
+    if uninitialized {
+        let list: Vec<serde_json::Value> = addresses
+            .iter()
+            .map(|(type_, address)| serde_json::json!({"type": type_, "address": address}))
+            .collect();
+        let patch = serde_json::json!({"status": {"addresses": list}});
+        nodes
+            .patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
+    let needs_id = current
+        .spec
+        .as_ref()
+        .and_then(|s| s.provider_id.as_deref())
+        .is_none_or(str::is_empty);
+    if needs_id || uninitialized {
+        let kept: Vec<_> = taints
+            .into_iter()
+            .filter(|t| t.key != UNINITIALIZED_TAINT)
+            .collect();
+        // The resourceVersion guards the taint list, which a merge patch replaces whole.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": {"providerID": id, "taints": kept},
+        });
+        nodes
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(outcome)
 }

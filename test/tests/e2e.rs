@@ -7,8 +7,8 @@
 //! The seed of the random points is printed; set CAPKIND_E2E_SEED to replay one.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capkind::docker::ContainerRuntime;
@@ -19,6 +19,7 @@ use capkind_test::fixtures::{
     is_ready, kind_spec, kindmachine_until, machine_spec, node_has_provider_id,
 };
 use capkind_test::process::ManagerProcess;
+use capkind_test::signals::{log_problems, warnings};
 use capkind_test::{ApiServer, names, shared, wait};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
@@ -29,7 +30,26 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 struct Supervisor {
     stop: Arc<AtomicBool>,
     restarts: Arc<AtomicU32>,
+    seen: Arc<Mutex<Seen>>,
     handle: tokio::task::JoinHandle<()>,
+}
+
+/// What the manager processes showed of their health, each read just before its end.
+#[derive(Default)]
+struct Seen {
+    logs: Vec<std::path::PathBuf>,
+    reconcile_errors: f64,
+}
+
+fn reconcile_errors(manager: &ManagerProcess) -> f64 {
+    ["kindmachine", "kindcluster"]
+        .iter()
+        .map(|c| {
+            manager.metric(&format!(
+                "controller_runtime_reconcile_errors_total{{controller=\"{c}\"}}"
+            ))
+        })
+        .sum()
 }
 
 /// A small deterministic generator (xorshift), so that a seed replays the same points.
@@ -49,12 +69,18 @@ impl Supervisor {
         let stop = Arc::new(AtomicBool::new(false));
         let restarts = Arc::new(AtomicU32::new(0));
         let args = ["--namespace".to_string(), namespace.to_string()];
-        let (s, r) = (stop.clone(), restarts.clone());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (s, r, seen_by_task) = (stop.clone(), restarts.clone(), seen.clone());
         let handle = tokio::spawn(async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut rng = chaos.map(|seed| Rng(seed | 1));
             loop {
                 let mut manager = ManagerProcess::start(shared(), &args);
+                seen_by_task
+                    .lock()
+                    .expect("seen")
+                    .logs
+                    .push(manager.log.clone());
                 let lifetime = rng.as_mut().map(|r| r.next_ms(200, 3000));
                 let started = std::time::Instant::now();
                 while !s.load(Ordering::Relaxed)
@@ -68,6 +94,8 @@ impl Supervisor {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                let errors = reconcile_errors(&manager);
+                seen_by_task.lock().expect("seen").reconcile_errors += errors;
                 manager.signal("KILL");
                 manager.wait_exit(Duration::from_secs(10), "SIGKILL").await;
                 if s.load(Ordering::Relaxed) {
@@ -79,14 +107,17 @@ impl Supervisor {
         Self {
             stop,
             restarts,
+            seen,
             handle,
         }
     }
 
-    async fn finish(self) -> u32 {
+    /// Stops the manager; how often it was restarted, and what its processes showed.
+    async fn finish(self) -> (u32, Seen) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.await.expect("the supervisor panicked");
-        self.restarts.load(Ordering::Relaxed)
+        let seen = std::mem::take(&mut *self.seen.lock().expect("seen"));
+        (self.restarts.load(Ordering::Relaxed), seen)
     }
 }
 
@@ -383,7 +414,7 @@ async fn lifecycle(chaos: Option<u64>) {
         );
     }
     core.delete().await.expect("delete the cluster");
-    let restarts = supervisor.finish().await;
+    let (restarts, seen) = supervisor.finish().await;
 
     assert!(
         l.containers().await.is_empty(),
@@ -413,6 +444,19 @@ async fn lifecycle(chaos: Option<u64>) {
         eprintln!("seed {seed}: the manager was killed and restarted {restarts} times");
         assert!(restarts >= 5, "only {restarts} restarts: not much chaos");
     }
+
+    // A healthy lifecycle, killed managers included, is a quiet one.
+    assert_eq!(warnings(&client, &ns).await, [], "Warning events");
+    assert_eq!(
+        seen.reconcile_errors, 0.0,
+        "reconcile errors in the metrics"
+    );
+    let problems: Vec<String> = seen.logs.iter().flat_map(|l| log_problems(l)).collect();
+    assert_eq!(
+        problems,
+        Vec::<String>::new(),
+        "WARN or ERROR lines in the manager's logs"
+    );
 }
 
 #[tokio::test]

@@ -492,7 +492,7 @@ async fn control_planes_drain_and_leave_the_load_balancer() {
 }
 
 #[tokio::test]
-async fn workload_node_gets_its_provider_id() {
+async fn workload_node_gets_its_provider_id_and_is_initialized_for_an_external_cloud_provider() {
     let mut e = env(true).await;
     // A second API server plays the workload cluster; its kubeconfig goes where CAPI puts it.
     let workload = tokio::task::spawn_blocking(capkind_test::ApiServer::start)
@@ -514,17 +514,65 @@ async fn workload_node_gets_its_provider_id() {
         .await;
     let km = e.wait_ready(&name).await;
 
-    // The Node registers after the bootstrap, as a kubelet would.
+    // The Node registers after the bootstrap, as a kubelet started with
+    // --cloud-provider=external would: tainted until a cloud controller initializes it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(workload.client().await);
-    let node: k8s_openapi::api::core::v1::Node =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("node");
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"taints": [
+            {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"},
+            {"key": "example.com/mine", "effect": "NoSchedule"},
+        ]},
+    }))
+    .expect("node");
     nodes
         .create(&Default::default(), &node)
         .await
         .expect("create Node");
     let expected = km.spec.provider_id.clone().expect("provider ID");
     node_has_provider_id(&nodes, &name, &expected, Duration::from_secs(60)).await;
+
+    let node = nodes.get(&name).await.expect("Node");
+    let taints: Vec<String> = node
+        .spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    // (The API server adds node.kubernetes.io/not-ready itself: the Node reports no status.)
+    assert!(
+        !taints
+            .iter()
+            .any(|t| t == "node.cloudprovider.kubernetes.io/uninitialized")
+            && taints.iter().any(|t| t == "example.com/mine"),
+        "only the cloud provider's taint goes: {taints:?}"
+    );
+    let ip = km
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.addresses
+                .iter()
+                .find(|a| a.type_ == MachineAddressType::InternalIP)
+        })
+        .map(|a| a.address.clone())
+        .expect("the KindMachine's InternalIP");
+    let addresses: Vec<(String, String)> = node
+        .status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.type_, a.address))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            ("InternalIP".to_string(), ip),
+            ("Hostname".to_string(), name.clone())
+        ]
+    );
 }
 
 #[tokio::test]

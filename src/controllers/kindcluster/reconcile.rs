@@ -68,6 +68,8 @@ pub async fn reconcile<D: ContainerRuntime>(
             ctx.succeeded(&controllers::key(kc.as_ref()));
             Ok(action)
         }
+        // Not a failure: retried at once with the object as it is now (controllers::counted).
+        Err(error) if error.is_conflict() => Err(error),
         Err(error) => {
             let lb = LoadBalancer::Unavailable {
                 reason: error.reason().to_string(),

@@ -1,14 +1,23 @@
 //! Runs a bootstrap plan inside the node itself, so that it neither holds a reconcile worker nor
 //! depends on the manager staying alive: all files and a generated script go in with one archive
 //! upload, the script is started detached, and reconciles read its progress from files in
-//! /run/capkind. The staged files hold keys; the script deletes them when it ends. A manager restarted in the middle finds the script where it is; a started-marker
-//! makes sure it is never started twice.
+//! /var/lib/capkind/state. The staged files hold keys; the script deletes them when it ends.
+//!
+//! Never twice: the started-marker and the state live on the node's /var volume, which a
+//! container restart keeps, so a manager restarted in the middle finds the script where it is
+//! and a node restarted in the middle reports the bootstrap as interrupted instead of running
+//! it again. What only lives while the script runs (its pid, the step locks, a "running" flag)
+//! is on the tmpfs /run, which the restart empties: that is how an interrupted script is told
+//! from a running one.
 
 use crate::bootstrap::{self, File, Plan, Step};
 use crate::docker::{self, ContainerRuntime};
+use crate::report::redact;
 
-/// Where the script keeps its state (tmpfs: gone when the node restarts, like the sentinel).
-const DIR: &str = "/run/capkind";
+/// Where the script keeps its state: the step, the outcome, the failing step, the log.
+const DIR: &str = "/var/lib/capkind/state";
+/// What lives only while the script runs (tmpfs: emptied when the node container restarts).
+const RUN: &str = "/run/capkind";
 /// Where files are uploaded to. Docker's archive upload cannot write into tmpfs mounts such as
 /// /run, so uploads go to the /var volume and the script puts each file in place from inside.
 const STAGE: &str = "/var/lib/capkind/bootstrap";
@@ -30,6 +39,8 @@ pub enum State {
     Failed { message: String },
     /// Stopped after the timeout.
     TimedOut { after: u64 },
+    /// Cut short at step `step` of `of` by a restart of the node container; never re-run.
+    Interrupted { step: usize, of: usize },
 }
 
 /// The archive that puts `plan`'s files and the script that carries it out in the node (one
@@ -90,7 +101,7 @@ pub async fn start<D: ContainerRuntime>(
     // The lock of step 0 is taken here, before the script runs, and handed down to it on fd 9,
     // so that a waiter started right after this exec always finds it held.
     let launch = format!(
-        "test -f {m} && exit 0; mkdir -p /run/cluster-api {DIR} && date +%s > {m} && \
+        "test -f {m} && exit 0; mkdir -p /run/cluster-api {DIR} {RUN} && date +%s > {m} && : > {RUN}/bootstrap.running && \
          echo 0 > {DIR}/bootstrap.step && exec 9> {lock0} && {{ ! command -v flock >/dev/null || flock -x 9; }} && \
          setsid sh {script} > {DIR}/bootstrap.log 2>&1 < /dev/null &",
         m = bootstrap::STARTED_MARKER,
@@ -130,9 +141,10 @@ pub async fn observe<D: ContainerRuntime>(
 fn probe() -> String {
     format!(
         "test -f {m} || {{ echo none; exit 0; }}; \
-         echo \"$(( $(date +%s) - $(cat {m}) )) $(cat {DIR}/bootstrap.step 2>/dev/null || echo 0) $(cat {DIR}/bootstrap.status 2>/dev/null || echo running) $(wc -l < {STAGE}/steps.txt)\"; \
+         s=$(cat {DIR}/bootstrap.status 2>/dev/null) || {{ test -f {RUN}/bootstrap.running && s=running || s=interrupted; }}; \
+         echo \"$(( $(date +%s) - $(cat {m}) )) $(cat {DIR}/bootstrap.step 2>/dev/null || echo 0) $s $(wc -l < {STAGE}/steps.txt)\"; \
          if [ -f {DIR}/bootstrap.failed ]; then read n code < {DIR}/bootstrap.failed; \
-         echo \"$code\"; sed -n \"${{n}}p\" {STAGE}/steps.txt; tail -c 1024 {DIR}/bootstrap.log; fi",
+         echo \"$code\"; sed -n \"${{n}}p\" {STAGE}/steps.txt; tail -n 40 {DIR}/bootstrap.log | cut -c -2000; fi",
         m = bootstrap::STARTED_MARKER
     )
 }
@@ -168,6 +180,7 @@ pub async fn interpret<D: ContainerRuntime>(
         "timeout" => State::TimedOut {
             after: timeout_secs,
         },
+        "interrupted" => State::Interrupted { step, of },
         "nosentinel" => State::Failed {
             message: format!(
                 "the bootstrap ran to its end but did not create {}",
@@ -178,9 +191,8 @@ pub async fn interpret<D: ContainerRuntime>(
             let code = lines.next().unwrap_or_default().to_string();
             let command = lines.next().unwrap_or_default().to_string();
             let output: Vec<&str> = lines.collect();
-            let output = output[output.len().saturating_sub(10)..].join("\n");
             State::Failed {
-                message: redact(&format!("{command} exited with {code}: {output}")),
+                message: failure_message(&command, &code, &output.join("\n")),
             }
         }
         _ if elapsed > timeout_secs => {
@@ -191,6 +203,21 @@ pub async fn interpret<D: ContainerRuntime>(
         }
         _ => State::Running { step, of, elapsed },
     })
+}
+
+/// What a user reads of a failed step: the command and its exit code, then its last lines of
+/// output as a terminal shows them (whole lines, secrets hidden).
+fn failure_message(command: &str, code: &str, output: &str) -> String {
+    let tail = crate::report::last_lines(output, crate::report::OUTPUT_LINES, false);
+    let message = if tail.is_empty() {
+        format!("{command} exited with {code} and printed nothing")
+    } else {
+        format!(
+            "{command} exited with {code}; the last lines of its output:\n{}",
+            tail.join("\n")
+        )
+    };
+    crate::report::fit(&redact(&message), crate::report::CONDITION_MESSAGE_LIMIT)
 }
 
 /// The containers with a bootstrap waiter: `None` while it waits, then what it saw (the
@@ -226,7 +253,7 @@ pub fn take_seen(waits: &Waits, container: &str) -> Seen {
 
 /// The lock file the script holds while it runs step `step` (0: waiting for systemd).
 fn step_lock(step: usize) -> String {
-    format!("{DIR}/step-{step}.lock")
+    format!("{RUN}/step-{step}.lock")
 }
 
 /// Waits, in a task of its own and inside the node, until the bootstrap of `container` is past
@@ -260,7 +287,7 @@ pub fn wake_on_progress<D: ContainerRuntime + Clone>(
     let wait = format!(
         "if [ ! -f {DIR}/bootstrap.status ]; then \
          if command -v flock >/dev/null && test -f {lock}; then flock -s -w {limit} {lock} true; \
-         else i=0; while [ ! -f {DIR}/bootstrap.status ] && read s < {DIR}/bootstrap.step && [ \"$s\" = {step} ] && [ $i -lt {limit} ]; do \
+         else i=0; while [ ! -f {DIR}/bootstrap.status ] && [ -f {RUN}/bootstrap.running ] && read s < {DIR}/bootstrap.step && [ \"$s\" = {step} ] && [ $i -lt {limit} ]; do \
          sleep 1; i=$((i+1)); done; fi; fi; {probe}",
         lock = step_lock(step),
         limit = limit_secs.max(1),
@@ -289,7 +316,7 @@ pub fn wake_on_progress<D: ContainerRuntime + Clone>(
 /// Stops a running bootstrap and records that it timed out.
 async fn stop<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), docker::Error> {
     let kill = format!(
-        "kill -TERM -$(cat {DIR}/bootstrap.pid) 2>/dev/null; sleep 1; kill -KILL -$(cat {DIR}/bootstrap.pid) 2>/dev/null; \
+        "kill -TERM -$(cat {RUN}/bootstrap.pid) 2>/dev/null; sleep 1; kill -KILL -$(cat {RUN}/bootstrap.pid) 2>/dev/null; \
          echo timeout > {DIR}/bootstrap.status"
     );
     docker
@@ -303,7 +330,8 @@ async fn stop<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), do
 fn script(plan: &Plan) -> String {
     let mut s = format!(
         "#!/bin/sh\n# Generated by cluster-api-provider-kind from the bootstrap data.\n\
-         echo $$ > {DIR}/bootstrap.pid\n\
+         mkdir -p {DIR} {RUN}\n\
+         echo $$ > {RUN}/bootstrap.pid\n\
          trap 'rm -rf {STAGE}/files' EXIT\n\
          fail() {{ echo \"$1 $2\" > {DIR}/bootstrap.failed; echo failed > {DIR}/bootstrap.status; exit 0; }}\n\
          # fd 9 holds the lock of the current step (step 0's comes from the launcher).\n\
@@ -394,47 +422,33 @@ fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// Hides the values of kubeadm's secret flags (tokens, certificate keys).
-pub fn redact(text: &str) -> String {
-    const SECRET_FLAGS: [&str; 4] = [
-        "--token",
-        "--certificate-key",
-        "--discovery-token",
-        "--tls-bootstrap-token",
-    ];
-    let mut out = Vec::new();
-    let mut hide_next = false;
-    for word in text.split(' ') {
-        if hide_next {
-            out.push("[redacted]".to_string());
-            hide_next = false;
-            continue;
-        }
-        match SECRET_FLAGS.iter().find(|f| word.starts_with(*f)) {
-            Some(flag) if word.as_bytes().get(flag.len()) == Some(&b'=') => {
-                out.push(format!("{flag}=[redacted]"))
-            }
-            Some(flag) if word.len() == flag.len() => {
-                out.push(word.to_string());
-                hide_next = true;
-            }
-            _ => out.push(word.to_string()),
-        }
-    }
-    out.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn secrets_are_redacted() {
+    fn failure_messages_have_the_command_and_whole_last_lines_without_secrets() {
+        let output: String = (1..=40)
+            .map(|i| format!("[phase] line {i}\n"))
+            .chain([
+                "[bootstrap-token] Using token: abcdef.0123456789abcdef\n".to_string(),
+                "\n".into(),
+            ])
+            .collect();
+        let message = failure_message("command \"kubeadm init\"", "1", &output);
+        let expected: Vec<String> = std::iter::once(
+            "command \"kubeadm init\" exited with 1; the last lines of its output:".to_string(),
+        )
+        .chain((32..=40).map(|i| format!("[phase] line {i}")))
+        .chain(std::iter::once(
+            "[bootstrap-token] Using token: [redacted]".to_string(),
+        ))
+        .collect();
+        assert_eq!(message.lines().collect::<Vec<_>>(), expected);
         assert_eq!(
-            redact("kubeadm join 1.2.3.4:6443 --token abc.def --certificate-key=123 --v=5"),
-            "kubeadm join 1.2.3.4:6443 --token [redacted] --certificate-key=[redacted] --v=5"
+            failure_message("command \"false\"", "1", ""),
+            "command \"false\" exited with 1 and printed nothing"
         );
-        assert_eq!(redact("echo --tokenizer x"), "echo --tokenizer x");
     }
 
     #[test]

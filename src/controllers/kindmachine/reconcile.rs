@@ -95,6 +95,8 @@ pub async fn reconcile<D: ContainerRuntime + Clone>(
             ctx.succeeded(&controllers::key(km.as_ref()));
             Ok(action)
         }
+        // Not a failure: retried at once with the object as it is now (controllers::counted).
+        Err(error) if error.is_conflict() => Err(error),
         Err(error) => {
             let findings = Findings {
                 container: problem(CONTAINER_PROVISIONED, error.reason(), error.to_string()),
@@ -271,12 +273,12 @@ async fn provision<D: ContainerRuntime + Clone>(
     let findings = Findings {
         container: running,
         bootstrap,
-        addresses: Some(addresses),
+        addresses: Some(addresses.clone()),
         failure_domain: fd,
     };
     write(ctx, api, km, &findings).await?;
     // After the status: the machine is ready whether or not its Node has registered yet.
-    let node_pending = succeeded && !node_provider_id(km, ctx, inputs).await;
+    let node_pending = succeeded && !node_provider_id(km, ctx, inputs, &addresses).await;
     Ok(if node_pending {
         // The Node registers once kubeadm is done; look again without holding a worker.
         Action::requeue(std::time::Duration::from_secs(5))
@@ -293,15 +295,36 @@ async fn provision<D: ContainerRuntime + Clone>(
 
 /// Sets the provider ID on the workload cluster's Node; true once it is there. Failures are
 /// logged and retried: the machine itself is provisioned either way.
-async fn node_provider_id<D>(km: &KindMachine, ctx: &Context<D>, inputs: &Inputs) -> bool {
+async fn node_provider_id<D>(
+    km: &KindMachine,
+    ctx: &Context<D>,
+    inputs: &Inputs,
+    addresses: &[MachineAddress],
+) -> bool {
     let name = &inputs.container;
     if ctx.nodes_done.lock().is_ok_and(|done| done.contains(name)) {
         return true;
     }
     let id = provider_id(&inputs.cluster_name, name);
     let ns = km.namespace().unwrap_or_default();
+    // In the kubelet's order: the address first, then the hostname.
+    let of_type = |t: MachineAddressType, name: &'static str| {
+        addresses
+            .iter()
+            .find(|a| a.type_ == t)
+            .map(|a| (name, a.address.as_str()))
+    };
+    let addresses: Vec<(&str, &str)> = [
+        of_type(MachineAddressType::InternalIP, "InternalIP"),
+        of_type(MachineAddressType::Hostname, "Hostname"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let outcome = match crate::workload::client(&ctx.client, &ns, &inputs.cluster_name).await {
-        Ok(Some(workload)) => crate::workload::set_provider_id(&workload, name, &id).await,
+        Ok(Some(workload)) => {
+            crate::workload::set_provider_id(&workload, name, &id, &addresses).await
+        }
         Ok(None) => Ok(crate::workload::ProviderId::NoKubeconfig),
         Err(e) => Err(e),
     };
@@ -474,7 +497,7 @@ async fn preload_images<D: ContainerRuntime>(
         if out.exit_code != 0 {
             return Err(Error::PreloadFailed {
                 image: image.clone(),
-                message: bootstrap::redact(String::from_utf8_lossy(&out.stderr).trim()),
+                message: crate::report::redact(String::from_utf8_lossy(&out.stderr).trim()),
             });
         }
         info!(container, image, "image loaded into the node");
@@ -493,6 +516,11 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
     let name = &inputs.container;
     let timeout = km.spec.bootstrap_timeout()?.as_secs();
     let before = current_bootstrap_cond(km);
+    // Done is done: the status says so, and nothing inside the node is looked at again (a
+    // restarted node container has lost /run, but its bootstrap must not run again).
+    if before.reason == "BootstrapSucceeded" && km.spec.provider_id.is_some() {
+        return Ok(before);
+    }
     // A task waits inside the node for the next step; it wakes this machine up then, with
     // what it saw (so this reconcile need not look inside the node again).
     let seen = bootstrap::take_seen(&ctx.bootstrap_waits, name);
@@ -592,8 +620,30 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
         State::Failed { message } => {
             let cond = problem(BOOTSTRAP_EXEC_SUCCEEDED, "BootstrapFailed", message.clone());
             if before.reason != cond.reason {
+                tracing::warn!(container = %name, ?message, "bootstrap failed");
                 ctx.event(km, EventType::Warning, "BootstrapFailed", message)
                     .await;
+            }
+            cond
+        }
+        State::Interrupted { step, of } => {
+            let cond = problem(
+                BOOTSTRAP_EXEC_SUCCEEDED,
+                "BootstrapInterrupted",
+                format!(
+                    "The node container {name} restarted while its bootstrap ran step {step} of {of}; \
+                     a bootstrap never runs twice, so the machine stays as it is: delete the Machine to replace it"
+                ),
+            );
+            if before.reason != cond.reason {
+                tracing::warn!(container = %name, step, of, "bootstrap interrupted by a node restart");
+                ctx.event(
+                    km,
+                    EventType::Warning,
+                    "BootstrapInterrupted",
+                    cond.message.clone(),
+                )
+                .await;
             }
             cond
         }
@@ -604,6 +654,7 @@ async fn bootstrap<D: ContainerRuntime + Clone>(
                 format!("The bootstrap did not finish within {after}s"),
             );
             if before.reason != cond.reason {
+                tracing::warn!(container = %name, message = %cond.message, "bootstrap timed out");
                 ctx.event(
                     km,
                     EventType::Warning,
