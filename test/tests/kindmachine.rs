@@ -406,6 +406,84 @@ async fn manager_killed_during_bootstrap_never_runs_it_twice() {
     assert_eq!(owned, std::slice::from_ref(&name), "exactly one container");
 }
 
+/// `docker restart` of a node, as a user or a host reboot does it: the container comes back
+/// with an empty /run.
+fn docker_restart(container: &str) {
+    let out = std::process::Command::new("docker")
+        .args(["restart", "-t", "2", container])
+        .output()
+        .expect("docker restart");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_node_is_ready_again_without_a_second_bootstrap() {
+    let mut e = env(true).await;
+    let data =
+        format!("#cloud-config\nruncmd:\n- echo run >> /var/capkind-runs\n- {SENTINEL_CMD}\n");
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    e.wait_ready(&name).await;
+    for _ in 0..2 {
+        docker_restart(&name);
+        // The restart is seen (the container's events wake the machine) and the machine is
+        // ready again once the container runs.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let km = e.wait_ready(&name).await;
+        assert_eq!(
+            cond(&km, "BootstrapExecSucceeded").map(|c| c.reason),
+            Some("BootstrapSucceeded".into())
+        );
+    }
+    assert_eq!(
+        sh(&name, "cat /var/capkind-runs").await,
+        "run",
+        "the bootstrap ran again after a restart"
+    );
+}
+
+#[tokio::test]
+async fn a_node_restarted_during_its_bootstrap_is_reported_not_bootstrapped_again() {
+    let mut e = env(true).await;
+    let data = format!(
+        "#cloud-config\nruncmd:\n- echo run >> /var/capkind-runs\n- sleep 30\n- {SENTINEL_CMD}\n"
+    );
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    e.wait(&name, "the bootstrap's sleep running", |km| {
+        cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.message.contains("step 2 of"))
+    })
+    .await;
+    docker_restart(&name);
+    let km = e
+        .wait(&name, "bootstrap reported interrupted", |km| {
+            cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.reason == "BootstrapInterrupted")
+        })
+        .await;
+    let c = cond(&km, "BootstrapExecSucceeded").expect("condition");
+    assert_eq!(c.status, "False");
+    assert!(c.message.contains("step 2 of 3"), "{}", c.message);
+    assert!(c.message.contains("delete the Machine"), "{}", c.message);
+    assert!(!km.status.expect("status").ready);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sh(&name, "cat /var/capkind-runs").await,
+        "run",
+        "the bootstrap ran again"
+    );
+    assert_eq!(
+        sh(&name, "pgrep -x sleep || echo none").await,
+        "none",
+        "something of the bootstrap runs again"
+    );
+}
+
 #[tokio::test]
 async fn control_planes_drain_and_leave_the_load_balancer() {
     let mut e = env(true).await;
