@@ -4,16 +4,15 @@
 #                                (config at /usr/local/etc/haproxy/haproxy.cfg, haproxy -W -db)
 #   capkind.local/node:<tag>     a node like kindest/node: systemd as init, containerd, runc,
 #                                plus openssl and socat for test listeners
-# The tag is a hash of this script, so a change here rebuilds and an unchanged script reuses the
-# images already in Docker. Prints shell lines that export the image names.
+#   capkind.local/busybox:<tag>  Debian's static busybox alone (FROM scratch), for the Pods of
+#                                the real-Kubernetes tests (httpd, wget, sh)
+# Each tag is a hash of that image's recipe, so a change rebuilds it and an unchanged recipe
+# reuses the image already in Docker. Prints shell lines that export the image names.
 source "$(dirname "$0")/lib.sh"
 
 command -v docker >/dev/null || die "docker CLI not found; the tests need the Docker engine"
 docker info >/dev/null 2>&1 || die "the Docker engine does not answer (is dockerd running, is /var/run/docker.sock there?)"
 
-tag="bookworm-$(sha256sum "$0" | cut -c1-10)"
-haproxy_image="capkind.local/haproxy:$tag"
-node_image="capkind.local/node:$tag"
 mirror="${CAPKIND_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 # debootstrap a minimal Debian with extra packages into $2, then trim what images never need.
@@ -73,8 +72,28 @@ ENV container=docker
 STOPSIGNAL SIGRTMIN+3'
 }
 
+build_busybox() {
+  local dir; dir=$(mktemp -d)
+  mkdir -p "$dir/bin" "$dir/tmp" "$dir/www"
+  install -m 0755 "$(busybox_static)" "$dir/bin/busybox"
+  for applet in sh httpd wget cat echo hostname sleep ls nc; do ln -s busybox "$dir/bin/$applet"; done
+  printf 'FROM scratch\nCOPY . /\nENTRYPOINT ["/bin/busybox"]\n' > "$dir/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q -t "$busybox_image" "$dir" >/dev/null
+  rm -rf "$dir"
+  log "built $busybox_image"
+}
+
+# Each image's tag hashes its own recipe (the shell functions that build it), so a change to one
+# rebuilds that one only.
+tag() { echo "bookworm-$(declare -f "$@" | sha256sum | cut -c1-10)"; }
+haproxy_image="capkind.local/haproxy:$(tag rootfs import build_haproxy)"
+node_image="capkind.local/node:$(tag rootfs import build_node)"
+busybox_image="capkind.local/busybox:$(tag build_busybox busybox_static)"
+
 docker image inspect "$haproxy_image" >/dev/null 2>&1 || build_haproxy
 docker image inspect "$node_image" >/dev/null 2>&1 || build_node
+docker image inspect "$busybox_image" >/dev/null 2>&1 || build_busybox
 
 echo "export CAPKIND_TEST_HAPROXY_IMAGE=$haproxy_image"
 echo "export CAPKIND_TEST_NODE_IMAGE=$node_image"
+echo "export CAPKIND_TEST_BUSYBOX_IMAGE=$busybox_image"

@@ -31,15 +31,7 @@ done
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$context/rootfs/etc/ssl/certs/ca-certificates.crt"
 if $dev; then
   # busybox from Debian's package, fetched with apt (no registry needed) and cached.
-  busybox="$CAPKIND_CACHE/busybox-static"
-  if [ ! -x "$busybox" ]; then
-    log "fetching Debian's busybox-static"
-    (cd "$context" && apt-get download -q busybox-static >/dev/null 2>&1) \
-      || { apt-get update -qq && (cd "$context" && apt-get download -q busybox-static >/dev/null); }
-    dpkg-deb -x "$context"/busybox-static_*.deb "$context/bb"
-    install -m 0755 "$context/bb/bin/busybox" "$busybox"
-  fi
-  install -D -m 0755 "$busybox" "$context/rootfs/bin/busybox"
+  install -D -m 0755 "$(busybox_static)" "$context/rootfs/bin/busybox"
   for applet in sh tar rm cp mv mkdir chmod stat sleep cat ls ps; do
     ln -s busybox "$context/rootfs/bin/$applet"
   done

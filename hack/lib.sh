@@ -31,3 +31,19 @@ apt_install() {
   log "apt-get install ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# Debian's static busybox (package busybox-static, fetched with apt and cached); prints its path.
+busybox_static() {
+  local busybox="$CAPKIND_CACHE/busybox-static"
+  if [ ! -x "$busybox" ]; then
+    local tmp; tmp=$(mktemp -d)
+    log "fetching Debian's busybox-static"
+    (cd "$tmp" && apt-get download -q busybox-static >/dev/null 2>&1) \
+      || { apt-get update -qq && (cd "$tmp" && apt-get download -q busybox-static >/dev/null); } \
+      || die "cannot download Debian's busybox-static"
+    dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/bb"
+    install -m 0755 "$tmp/bb/bin/busybox" "$busybox"
+    rm -rf "$tmp"
+  fi
+  echo "$busybox"
+}
