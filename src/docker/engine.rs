@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{
     Container, ContainerEvent, ContainerRuntime, ContainerSpec, Error, ExecOutput, HostSettings,
-    Network, NetworkAddress, PublishedPort, Result,
+    Network, NetworkAddress, PublishedPort, Result, labels,
 };
 
 /// A connection to a Docker engine.
@@ -79,6 +79,10 @@ impl Engine {
             let request = NetworkCreateRequest {
                 name: name.to_string(),
                 driver: Some("bridge".to_string()),
+                labels: Some(HashMap::from([(
+                    labels::NETWORK_CREATED_BY.to_string(),
+                    labels::CREATED_BY_CAPKIND.to_string(),
+                )])),
                 ipam: free_subnet(&taken).map(|subnet| Ipam {
                     config: Some(vec![IpamConfig {
                         subnet: Some(subnet),
@@ -494,6 +498,35 @@ impl ContainerRuntime for Engine {
             .collect())
     }
 
+    async fn remove_network(&self, name: &str) -> Result<bool> {
+        let what = || format!("network {name}");
+        let network = match self.docker.inspect_network(name, None).await {
+            Ok(n) => n,
+            Err(e) => match classify(what(), e) {
+                Error::NotFound { .. } => return Ok(false),
+                other => return Err(other),
+            },
+        };
+        let ours = network
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::NETWORK_CREATED_BY))
+            .is_some_and(|v| v == labels::CREATED_BY_CAPKIND);
+        let in_use = network.containers.as_ref().is_some_and(|c| !c.is_empty());
+        if !ours || in_use {
+            return Ok(false);
+        }
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(e) => match classify(what(), e) {
+                // Gone already, or a container joined it meanwhile: not ours to remove now.
+                Error::NotFound { .. } => Ok(false),
+                Error::Engine { status: 403, .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn remove(&self, name: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
@@ -503,6 +536,17 @@ impl ContainerRuntime for Engine {
             Ok(()) => Ok(()),
             Err(e) => match classify(format!("remove container {name}"), e) {
                 Error::NotFound { .. } => Ok(()),
+                // A removal started earlier (by a manager that was stopped meanwhile) is still
+                // under way in the engine: it is done when the container is gone.
+                Error::Conflict { what, message } if message.contains("already in progress") => {
+                    for _ in 0..100 {
+                        if self.inspect(name).await?.is_none() {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(Error::Conflict { what, message })
+                }
                 other => Err(other),
             },
         }

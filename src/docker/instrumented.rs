@@ -47,6 +47,10 @@ impl<D: ContainerRuntime> ContainerRuntime for Instrumented<D> {
         self.timed("ensure_network", self.inner.ensure_network(name))
             .await
     }
+    async fn remove_network(&self, name: &str) -> Result<bool> {
+        self.timed("remove_network", self.inner.remove_network(name))
+            .await
+    }
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         self.timed("create", self.inner.create(spec)).await
     }

@@ -17,6 +17,10 @@ pub const ROLE_LOAD_BALANCER: &str = "external-load-balancer";
 pub const ROLE_CONTROL_PLANE: &str = "control-plane";
 /// The failure domain of a node, as CAPD labels it.
 pub const FAILURE_DOMAIN: &str = "io.x-k8s.cluster.failureDomain";
+/// On networks the provider created itself (and so removes when its last cluster goes).
+pub const NETWORK_CREATED_BY: &str = "capkind.x-k8s.io/created-by";
+/// Its value.
+pub const CREATED_BY_CAPKIND: &str = "cluster-api-provider-kind";
 /// The kind of the owning object (KindCluster or KindMachine).
 pub const OWNER_KIND: &str = "capkind.x-k8s.io/owner-kind";
 /// The namespace of the owning object.

@@ -217,6 +217,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Returns the network, creating it (bridge, IPv4) when missing.
     fn ensure_network(&self, name: &str) -> impl Future<Output = Result<Network>> + Send;
+    /// Removes the network if the provider created it and no container is attached to it;
+    /// whether it was removed. A network someone else made (kind's own `kind`, a user's) is
+    /// never touched.
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Creates a container; returns its ID.
     fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String>> + Send;
     /// Starts a created or stopped container.

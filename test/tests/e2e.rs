@@ -20,7 +20,7 @@ use capkind_test::fixtures::{
 };
 use capkind_test::process::ManagerProcess;
 use capkind_test::signals::{log_problems, warnings};
-use capkind_test::{ApiServer, names, shared, wait};
+use capkind_test::{ApiServer, names, shared};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 
@@ -180,50 +180,9 @@ impl Lifecycle {
         node_has_provider_id(&self.nodes, name, &id, Duration::from_secs(60)).await;
     }
 
-    /// The load balancer's servers and their weights.
-    async fn backends(&self) -> BTreeMap<String, String> {
-        let out = engine()
-            .await
-            .exec(
-                &self.lb,
-                &["cat", "/usr/local/etc/haproxy/haproxy.cfg"],
-                None,
-            )
-            .await
-            .expect("read the haproxy configuration");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let words: Vec<&str> = l.split_whitespace().collect();
-                match words.as_slice() {
-                    ["server", name, _address, rest @ ..] => {
-                        let weight = rest
-                            .windows(2)
-                            .find(|w| w[0] == "weight")
-                            .map_or("", |w| w[1]);
-                        Some((name.to_string(), weight.to_string()))
-                    }
-                    _ => None,
-                }
-            })
-            .collect()
-    }
-
     /// Waits until the load balancer's servers are exactly `expected` (name, weight).
     async fn wait_backends(&self, expected: &[(&str, &str)]) {
-        let expected: BTreeMap<String, String> = expected
-            .iter()
-            .map(|(n, w)| (n.to_string(), w.to_string()))
-            .collect();
-        wait::until("the load balancer's backends", READY_TIMEOUT, || async {
-            let got = self.backends().await;
-            if got == expected {
-                Ok(())
-            } else {
-                Err(format!("{got:?}, expected {expected:?}"))
-            }
-        })
-        .await;
+        capkind_test::docker::wait_lb_backends(&self.lb, expected, READY_TIMEOUT).await;
     }
 
     /// A TLS request through the load balancer reaches a control-plane node's listener.
@@ -422,6 +381,15 @@ async fn lifecycle(chaos: Option<u64>) {
         l.containers().await
     );
     capkind_test::docker::assert_volumes_gone(&volumes);
+    let network = std::process::Command::new("docker")
+        .args(["network", "inspect", &l.network])
+        .output()
+        .expect("docker");
+    assert!(
+        !network.status.success(),
+        "network {} left behind",
+        l.network
+    );
     let left: Vec<KindMachine> = l
         .machines
         .list(&Default::default())

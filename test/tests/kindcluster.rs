@@ -251,7 +251,7 @@ async fn nothing_happens_while_paused_and_work_resumes_after() {
 }
 
 #[tokio::test]
-async fn deletion_removes_the_container_and_the_finalizer() {
+async fn deletion_removes_the_container_the_network_it_made_and_the_finalizer() {
     let e = env().await;
     let mut janitor = Janitor::default();
     let _manager = Manager::start(e.client.clone(), &e.ns).await;
@@ -274,6 +274,51 @@ async fn deletion_removes_the_container_and_the_finalizer() {
         "load balancer left behind"
     );
     capkind_test::docker::assert_volumes_gone(&lb.volume_names);
+    let network = kc.spec.network.expect("network");
+    assert!(
+        !network_exists(&network),
+        "the network {network} the provider made is left behind"
+    );
+}
+
+fn network_exists(name: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["network", "inspect", name])
+        .output()
+        .expect("docker")
+        .status
+        .success()
+}
+
+#[tokio::test]
+async fn a_network_the_provider_did_not_make_outlives_the_cluster() {
+    let e = env().await;
+    let mut janitor = Janitor::default();
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    let network = names::unique("usernet");
+    janitor.track_network(&network);
+    let made = std::process::Command::new("docker")
+        .args(["network", "create", &network])
+        .output()
+        .expect("docker");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let name = names::unique("c");
+    janitor.track(format!("{name}-lb"));
+    cluster_with_kindcluster(&e.client, &e.ns, &name, false, kind_spec(&network)).await;
+    wait_ready(&e.api, &name).await;
+    e.api
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::deleted(&e.api, &name, Duration::from_secs(60)).await;
+    assert!(
+        network_exists(&network),
+        "the user's network {network} was removed"
+    );
 }
 
 #[tokio::test]

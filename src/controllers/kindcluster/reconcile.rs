@@ -284,6 +284,12 @@ async fn delete<D: ContainerRuntime>(
         Some(_) => info!(container = %name, "a container of that name is not ours; leaving it"),
         None => {}
     }
+    // The machines went first (core deletes them before the KindCluster): a network the
+    // provider made for this cluster is empty now, unless another cluster shares it.
+    let network = ctx.network(kc);
+    if ctx.docker.remove_network(&network).await? {
+        info!(%network, "network removed");
+    }
     controllers::remove_finalizer(api, kc, FINALIZER).await?;
     Ok(Action::await_change())
 }

@@ -85,6 +85,13 @@ pub fn archive(plan: &Plan) -> Result<Vec<u8>, docker::Error> {
     archive.into_inner().map_err(packing)
 }
 
+/// The directory of the started-marker.
+fn marker_dir() -> &'static str {
+    bootstrap::STARTED_MARKER
+        .rsplit_once('/')
+        .map_or("/", |(dir, _)| dir)
+}
+
 /// Where [`archive`] puts the script.
 pub fn script_path() -> String {
     format!("{STAGE}/bootstrap.sh")
@@ -99,12 +106,15 @@ pub async fn start<D: ContainerRuntime>(
     let bytes = archive(plan)?;
     docker.upload(container, "/", bytes).await?;
     // The lock of step 0 is taken here, before the script runs, and handed down to it on fd 9,
-    // so that a waiter started right after this exec always finds it held.
+    // so that a waiter started right after this exec always finds it held. The marker is
+    // created exclusively (noclobber: O_EXCL), so of two launchers racing (a manager stopped
+    // right after it started one, and its successor) only one goes on.
     let launch = format!(
-        "test -f {m} && exit 0; mkdir -p /run/cluster-api {DIR} {RUN} && date +%s > {m} && : > {RUN}/bootstrap.running && \
+        "mkdir -p /run/cluster-api {DIR} {RUN} {marker_dir} && {{ (set -C; date +%s > {m}) 2>/dev/null || exit 0; }} && : > {RUN}/bootstrap.running && \
          echo 0 > {DIR}/bootstrap.step && exec 9> {lock0} && {{ ! command -v flock >/dev/null || flock -x 9; }} && \
          setsid sh {script} > {DIR}/bootstrap.log 2>&1 < /dev/null &",
         m = bootstrap::STARTED_MARKER,
+        marker_dir = marker_dir(),
         lock0 = step_lock(0),
         script = script_path()
     );
@@ -142,7 +152,8 @@ fn probe() -> String {
     format!(
         "test -f {m} || {{ echo none; exit 0; }}; \
          s=$(cat {DIR}/bootstrap.status 2>/dev/null) || {{ test -f {RUN}/bootstrap.running && s=running || s=interrupted; }}; \
-         echo \"$(( $(date +%s) - $(cat {m}) )) $(cat {DIR}/bootstrap.step 2>/dev/null || echo 0) $s $(wc -l < {STAGE}/steps.txt)\"; \
+         t=$(cat {m}); now=$(date +%s); n=$(cat {DIR}/bootstrap.step 2>/dev/null); of=$(wc -l < {STAGE}/steps.txt 2>/dev/null); \
+         echo \"$(( now - ${{t:-$now}} )) ${{n:-0}} ${{s:-running}} ${{of:-0}}\"; \
          if [ -f {DIR}/bootstrap.failed ]; then read n code < {DIR}/bootstrap.failed; \
          echo \"$code\"; sed -n \"${{n}}p\" {STAGE}/steps.txt; tail -n 40 {DIR}/bootstrap.log | cut -c -2000; fi",
         m = bootstrap::STARTED_MARKER
@@ -317,7 +328,7 @@ pub fn wake_on_progress<D: ContainerRuntime + Clone>(
 async fn stop<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), docker::Error> {
     let kill = format!(
         "kill -TERM -$(cat {RUN}/bootstrap.pid) 2>/dev/null; sleep 1; kill -KILL -$(cat {RUN}/bootstrap.pid) 2>/dev/null; \
-         echo timeout > {DIR}/bootstrap.status"
+         echo timeout > {DIR}/.bootstrap.status && mv {DIR}/.bootstrap.status {DIR}/bootstrap.status"
     );
     docker
         .exec(container, &["sh", "-c", &kill], None)
@@ -333,10 +344,12 @@ fn script(plan: &Plan) -> String {
          mkdir -p {DIR} {RUN}\n\
          echo $$ > {RUN}/bootstrap.pid\n\
          trap 'rm -rf {STAGE}/files' EXIT\n\
-         fail() {{ echo \"$1 $2\" > {DIR}/bootstrap.failed; echo failed > {DIR}/bootstrap.status; exit 0; }}\n\
+         # State files are replaced whole (write, then rename), so a look never reads half of one.\n\
+         put() {{ echo \"$2\" > {DIR}/.$1 && mv {DIR}/.$1 {DIR}/$1; }}\n\
+         fail() {{ put bootstrap.failed \"$1 $2\"; put bootstrap.status failed; exit 0; }}\n\
          # fd 9 holds the lock of the current step (step 0's comes from the launcher).\n\
          next_step() {{ exec 8> \"$2\"; if command -v flock >/dev/null; then flock -x 8; fi; \
-         echo \"$1\" > {DIR}/bootstrap.step; exec 9>&8 8>&-; }}\n\
+         put bootstrap.step \"$1\"; exec 9>&8 8>&-; }}\n\
          # Wait until systemd has booted the node (kindest/node images run systemd); its bus\n\
          # appears a moment after the container starts.\n\
          if command -v systemctl >/dev/null 2>&1; then i=0; while [ $i -lt 600 ]; do\n\
@@ -373,7 +386,7 @@ fn script(plan: &Plan) -> String {
         }
     }
     s.push_str(&format!(
-        "if [ -f {} ]; then echo succeeded > {DIR}/bootstrap.status; else echo nosentinel > {DIR}/bootstrap.status; fi\n",
+        "if [ -f {} ]; then put bootstrap.status succeeded; else put bootstrap.status nosentinel; fi\n",
         bootstrap::SENTINEL
     ));
     s

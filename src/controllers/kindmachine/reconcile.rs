@@ -218,7 +218,15 @@ async fn provision<D: ContainerRuntime + Clone>(
     let container = match existing {
         Some(c) if c.running => c,
         Some(_) => {
-            ctx.docker.start(name).await?;
+            match ctx.docker.start(name).await {
+                Ok(()) => {}
+                // Removed meanwhile (a deletion under way): its events bring the next look.
+                Err(e) if e.is_not_found() => {
+                    tracing::debug!(container = %name, "container gone while starting it");
+                    return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+                }
+                Err(e) => return Err(e.into()),
+            }
             ctx.docker
                 .inspect(name)
                 .await?
@@ -242,7 +250,10 @@ async fn provision<D: ContainerRuntime + Clone>(
                 write(ctx, api, km, &findings).await?;
                 return Ok(Action::await_change());
             }
-            None => create(km, ctx, inputs).await?,
+            None => match create(km, ctx, inputs).await? {
+                Some(created) => created,
+                None => return Ok(Action::requeue(std::time::Duration::from_secs(1))),
+            },
         },
     };
     let kc = kind_cluster(ctx, inputs).await?;
@@ -396,11 +407,14 @@ async fn kind_cluster<D>(ctx: &Context<D>, inputs: &Inputs) -> Result<KindCluste
         .ok_or_else(|| Error::KindClusterNotFound { name })
 }
 
+/// Creates and starts the node container. `None` when the name turned out to be taken by a
+/// container that appeared or went meanwhile (another manager's, or one being removed): the
+/// next reconcile looks at it afresh, ownership included.
 async fn create<D: ContainerRuntime>(
     km: &KindMachine,
     ctx: &Context<D>,
     inputs: &Inputs,
-) -> Result<Container, Error> {
+) -> Result<Option<Container>, Error> {
     let kc = kind_cluster(ctx, inputs).await?;
     let image = node::image(
         km.spec.custom_image.as_deref(),
@@ -428,12 +442,19 @@ async fn create<D: ContainerRuntime>(
     let name = &inputs.container;
     match ctx.docker.create(&spec).await {
         Ok(_) => {}
-        Err(crate::docker::Error::Conflict { .. }) => {}
+        Err(crate::docker::Error::Conflict { .. }) => {
+            tracing::debug!(container = %name, "the name is taken meanwhile; looking again");
+            return Ok(None);
+        }
         Err(e) => return Err(e.into()),
     }
-    if let Err(e) = ctx.docker.start(name).await {
-        let _ = ctx.docker.remove(name).await;
-        return Err(e.into());
+    match ctx.docker.start(name).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => {
+            let _ = ctx.docker.remove(name).await;
+            return Err(e.into());
+        }
     }
     info!(container = %name, %image, "node container created");
     ctx.event(
@@ -443,13 +464,7 @@ async fn create<D: ContainerRuntime>(
         format!("Created container {name} from {image}"),
     )
     .await;
-    ctx.docker
-        .inspect(name)
-        .await?
-        .ok_or_else(|| Error::NoAddress {
-            container: name.clone(),
-            network,
-        })
+    Ok(ctx.docker.inspect(name).await?)
 }
 
 fn addresses(c: &Container, network: &str) -> Result<Vec<MachineAddress>, Error> {
