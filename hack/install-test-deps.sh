@@ -24,3 +24,4 @@ if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now et
 
 echo "export CAPKIND_KUBERNETES_BIN=$("$(dirname "$0")/install-kubernetes.sh")"
 "$(dirname "$0")/build-images.sh"
+"$(dirname "$0")/build-node-image.sh" | tail -n 1
