@@ -27,11 +27,15 @@ global
 defaults
   mode tcp
   option dontlognull
-  timeout connect 5s
+  # A connection to a node that went away is retried on another one; nodes are on the same
+  # bridge, so a connect that takes a second is a failed one.
+  option redispatch
+  retries 2
+  timeout connect 1s
   timeout client 50s
   timeout server 50s
   timeout tunnel 1h
-  default-server init-addr none
+  default-server init-addr none inter 1s fall 2 rise 2
 
 frontend stats
   mode http

@@ -6,9 +6,12 @@ use super::flags::LogFormat;
 
 /// Installs the global subscriber. RUST_LOG, when set, wins over -v.
 pub fn init(format: LogFormat, verbosity: u8) {
+    // kube-client's HTTP layer logs every failed request at ERROR, including the expected ones
+    // (a workload cluster whose API is not up yet); the provider reports the failures that
+    // matter itself, so those lines show from -vv on.
     let default = match verbosity {
-        0 => "info,kube=warn",
-        1 => "info,capkind=debug,kube=warn",
+        0 => "info,kube=warn,kube_client::client::builder=off",
+        1 => "info,capkind=debug,kube=warn,kube_client::client::builder=off",
         2 => "info,capkind=trace,kube=info",
         _ => "debug",
     };

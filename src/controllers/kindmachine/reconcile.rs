@@ -205,6 +205,13 @@ async fn provision<D: ContainerRuntime + Clone>(
                 ),
             ),
         };
+        // A stopped API server leaves the load balancer now, not when haproxy's checks notice.
+        if inputs.machine.is_control_plane()
+            && let Ok(kc) = kind_cluster(ctx, inputs).await
+        {
+            let ipv6 = inputs.cluster.as_ref().is_some_and(Cluster::is_ipv6);
+            controllers::backends::reconfigure(ctx, &kc, &inputs.cluster_name, ipv6).await?;
+        }
         let findings = Findings {
             container: problem(CONTAINER_PROVISIONED, reason, message),
             bootstrap: bootstrap_cond,
