@@ -17,6 +17,8 @@ pub struct Images {
     pub haproxy: String,
     /// The node image (systemd, containerd).
     pub node: String,
+    /// Static busybox alone, for Pods.
+    pub busybox: String,
 }
 
 impl Images {
@@ -89,11 +91,16 @@ pub fn images() -> Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            if let (Ok(haproxy), Ok(node)) = (
+            if let (Ok(haproxy), Ok(node), Ok(busybox)) = (
                 std::env::var("CAPKIND_TEST_HAPROXY_IMAGE"),
                 std::env::var("CAPKIND_TEST_NODE_IMAGE"),
+                std::env::var("CAPKIND_TEST_BUSYBOX_IMAGE"),
             ) {
-                return Images { haproxy, node };
+                return Images {
+                    haproxy,
+                    node,
+                    busybox,
+                };
             }
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/build-images.sh");
             let out = Command::new("bash")
@@ -118,9 +125,31 @@ pub fn images() -> Images {
             Images {
                 haproxy: get("CAPKIND_TEST_HAPROXY_IMAGE"),
                 node: get("CAPKIND_TEST_NODE_IMAGE"),
+                busybox: get("CAPKIND_TEST_BUSYBOX_IMAGE"),
             }
         })
         .clone()
+}
+
+/// The Kubernetes node image (kubelet, kubeadm and the control-plane images of v1.20.2) that
+/// hack/build-node-image.sh builds and hack/install-test-deps.sh exports; panics with what to
+/// run when it is not there.
+pub fn kube_node_image() -> String {
+    let image = std::env::var("CAPKIND_TEST_KUBE_NODE_IMAGE").unwrap_or_else(|_| {
+        panic!(
+            "CAPKIND_TEST_KUBE_NODE_IMAGE is not set: run `eval \"$(hack/install-test-deps.sh)\"` \
+             (it builds the Kubernetes node image from Debian's packages, cached)"
+        )
+    });
+    let present = Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        present,
+        "the node image {image} is not in Docker: run hack/build-node-image.sh"
+    );
+    image
 }
 
 /// Removes the named containers (and their anonymous volumes), then the named networks, when
@@ -163,4 +192,47 @@ impl Drop for Janitor {
 /// The labels that mark a container as this test process's.
 pub fn token_label() -> (String, String) {
     (TOKEN_LABEL.to_string(), names::token())
+}
+
+/// The servers of the load balancer container `lb` and their weights, from its haproxy
+/// configuration.
+pub async fn lb_backends(lb: &str) -> std::collections::BTreeMap<String, String> {
+    let out = engine()
+        .await
+        .exec(lb, &["cat", "/usr/local/etc/haproxy/haproxy.cfg"], None)
+        .await
+        .expect("read the haproxy configuration");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            match words.as_slice() {
+                ["server", name, _address, rest @ ..] => {
+                    let weight = rest
+                        .windows(2)
+                        .find(|w| w[0] == "weight")
+                        .map_or("", |w| w[1]);
+                    Some((name.to_string(), weight.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Waits until the servers of the load balancer `lb` are exactly `expected` (name, weight).
+pub async fn wait_lb_backends(lb: &str, expected: &[(&str, &str)], timeout: std::time::Duration) {
+    let expected: std::collections::BTreeMap<String, String> = expected
+        .iter()
+        .map(|(n, w)| (n.to_string(), w.to_string()))
+        .collect();
+    crate::wait::until("the load balancer's backends", timeout, || async {
+        let got = lb_backends(lb).await;
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!("{got:?}, expected {expected:?}"))
+        }
+    })
+    .await;
 }

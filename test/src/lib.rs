@@ -20,11 +20,13 @@ pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod kubeadm;
+pub mod kubeadm_cluster;
 pub mod manager;
 pub mod names;
 pub mod process;
 pub mod signals;
 pub mod wait;
+pub mod workload;
 
 pub use apiserver::{ApiServer, capi_crds, install_crds, shared};
 pub use manager::Manager;
