@@ -294,6 +294,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         labels: Some(spec.labels.clone().into_iter().collect()),
         env: Some(spec.env.clone()),
         cmd: spec.cmd.clone(),
+        entrypoint: spec.entrypoint.clone(),
         tty: Some(spec.tty),
         exposed_ports: Some(port_bindings.keys().cloned().collect()),
         volumes: Some(spec.volumes.clone()),
@@ -416,6 +417,21 @@ impl ContainerRuntime for Engine {
             Ok(_) => Ok(true),
             Err(e) => match classify(format!("inspect image {image}"), e) {
                 Error::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => {
+                let config = inspect.config.unwrap_or_default();
+                let mut command = config.entrypoint.unwrap_or_default();
+                command.extend(config.cmd.unwrap_or_default());
+                Ok(Some(command))
+            }
+            Err(e) => match classify(format!("inspect image {image}"), e) {
+                Error::NotFound { .. } => Ok(None),
                 other => Err(other),
             },
         }

@@ -43,6 +43,10 @@ impl<D: ContainerRuntime> ContainerRuntime for Instrumented<D> {
         self.timed("inspect_image", self.inner.image_exists(image))
             .await
     }
+    async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>> {
+        self.timed("inspect_image", self.inner.image_command(image))
+            .await
+    }
     async fn ensure_network(&self, name: &str) -> Result<Network> {
         self.timed("ensure_network", self.inner.ensure_network(name))
             .await

@@ -62,6 +62,8 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     /// Overrides the image's command when set.
     pub cmd: Option<Vec<String>>,
+    /// The entrypoint, when not the image's.
+    pub entrypoint: Option<Vec<String>>,
     /// Docker network to attach to.
     pub network: String,
     /// A fixed IPv4 address on that network (to come back on the same address).
@@ -215,6 +217,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
     /// Whether an image is present locally.
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// The command a container of the image runs by default (its entrypoint, then its cmd);
+    /// `None` when the image is not present locally.
+    fn image_command(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>>> + Send;
     /// Returns the network, creating it (bridge, IPv4) when missing.
     fn ensure_network(&self, name: &str) -> impl Future<Output = Result<Network>> + Send;
     /// Removes the network if the provider created it and no container is attached to it;

@@ -106,6 +106,49 @@ pub const CAPABILITIES: &[&str] = &[
     "WAKE_ALARM",
 ];
 
+/// The host's kernel settings a node must never change, and the values the kubelet insists on
+/// (its `setupKernelTunables`): they are host-wide, not per network namespace.
+pub const KUBELET_SYSCTLS: &[(&str, &str)] = &[
+    ("vm/overcommit_memory", "1"),
+    ("vm/panic_on_oom", "0"),
+    ("kernel/panic", "10"),
+    ("kernel/panic_on_oops", "1"),
+    ("kernel/keys/root_maxkeys", "1000000"),
+    ("kernel/keys/root_maxbytes", "25000000"),
+];
+
+/// What every node container runs first, whatever its image, before the image's own
+/// entrypoint and command (passed as its arguments): with --privileged, or with unmasked
+/// system paths, everything below /proc/sys but net/ is the HOST's kernel, and systemd (its
+/// fs.file-max bump, systemd-sysctl's sysctl.d), the kubelet (kernel.panic, vm.overcommit_memory,
+/// ...) and any root process in the node would change it. So /proc/sys is made read-only but
+/// net/ (per network namespace), and the values the kubelet wants are shown through read-only
+/// files, so that it finds nothing to change. Each step only warns when it cannot be done;
+/// run again after a container restart, it does what the fresh mounts need.
+pub fn host_guard() -> String {
+    let mut wanted = String::new();
+    for (key, value) in KUBELET_SYSCTLS {
+        wanted.push_str(&format!(" {key}={value}"));
+    }
+    format!(
+        "w() {{ echo \"capkind host guard: $*\" >&2; }}
+if ! grep -q ' /proc/sys ro,' /proc/self/mountinfo; then
+  if mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys; then
+    mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net || w 'cannot keep /proc/sys/net writable'
+  else w 'cannot make /proc/sys read-only'; fi
+fi
+d=/run/capkind-host-guard; mkdir -p $d
+for kv in{wanted}; do
+  k=${{kv%=*}}; f=$d/$(echo $k | tr / .)
+  [ -e /proc/sys/$k ] || continue
+  grep -q \" /proc/sys/$k \" /proc/self/mountinfo && continue
+  echo ${{kv#*=}} > $f && mount -o ro,bind $f /proc/sys/$k || w \"cannot shadow /proc/sys/$k\"
+done
+exec \"$@\"
+"
+    )
+}
+
 /// Everything that decides a node container.
 #[derive(Clone, Debug)]
 pub struct Params<'a> {
@@ -129,6 +172,8 @@ pub struct Params<'a> {
     pub privileges: Privileges,
     /// `HTTP_PROXY=...` and the like, passed through from the manager.
     pub proxy_env: &'a [String],
+    /// What the image runs by default (entrypoint and cmd), run after [`host_guard`].
+    pub image_command: &'a [String],
 }
 
 /// The node container.
@@ -167,7 +212,19 @@ pub fn container_spec(p: &Params) -> ContainerSpec {
         });
     }
     let capabilities = p.privileges == Privileges::Capabilities;
+    let command = if p.image_command.is_empty() {
+        vec!["/sbin/init".to_string()]
+    } else {
+        p.image_command.to_vec()
+    };
     ContainerSpec {
+        entrypoint: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            host_guard(),
+            "capkind-host-guard".into(),
+        ]),
+        cmd: Some(command),
         name: p.name.to_string(),
         hostname: p.name.to_string(),
         image: p.image.to_string(),
@@ -275,7 +332,21 @@ mod tests {
             owner: &owner,
             privileges: Privileges::Privileged,
             proxy_env: &proxy,
+            image_command: &["/usr/local/bin/entrypoint".into(), "/sbin/init".into()],
         });
+        // The host guard first, then the image's own command.
+        let entrypoint = spec.entrypoint.as_deref().expect("entrypoint");
+        assert_eq!(entrypoint[..2], ["/bin/sh", "-c"]);
+        assert_eq!(entrypoint[3], "capkind-host-guard");
+        assert_eq!(
+            spec.cmd.as_deref(),
+            Some(
+                &[
+                    "/usr/local/bin/entrypoint".to_string(),
+                    "/sbin/init".to_string()
+                ][..]
+            )
+        );
         assert!(
             spec.privileged
                 && spec.cap_add.is_empty()
@@ -306,6 +377,17 @@ mod tests {
     }
 
     #[test]
+    fn the_host_guard_shadows_every_kubelet_sysctl_and_keeps_net_writable() {
+        let guard = host_guard();
+        for (key, value) in KUBELET_SYSCTLS {
+            assert!(guard.contains(&format!(" {key}={value}")), "{key}");
+        }
+        assert!(guard.contains("mount -o remount,bind,ro /proc/sys"));
+        assert!(guard.contains("mount -o remount,bind,rw /proc/sys/net"));
+        assert!(guard.trim_end().ends_with("exec \"$@\""));
+    }
+
+    #[test]
     fn worker_with_capabilities() {
         let owner = owner();
         let spec = container_spec(&Params {
@@ -319,7 +401,9 @@ mod tests {
             owner: &owner,
             privileges: Privileges::Capabilities,
             proxy_env: &[],
+            image_command: &[],
         });
+        assert_eq!(spec.cmd.as_deref(), Some(&["/sbin/init".to_string()][..]));
         assert!(!spec.privileged && spec.unmask_system_paths);
         assert!(
             spec.cap_add.iter().any(|c| c == "SYS_ADMIN")

@@ -47,10 +47,11 @@ pub fn worker_node_spec(
         name: name.to_string(),
         uid: name.to_string(),
     };
+    let image = images().node;
     capkind::node::container_spec(&capkind::node::Params {
         cluster,
         name,
-        image: &images().node,
+        image: &image,
         network,
         control_plane: false,
         failure_domain: None,
@@ -58,7 +59,33 @@ pub fn worker_node_spec(
         owner: &owner,
         privileges: capkind::node::Privileges::Capabilities,
         proxy_env: &[],
+        image_command: &image_command(&image),
     })
+}
+
+/// What `image` runs by default (entrypoint, then cmd), as the provider passes it to
+/// `node::Params::image_command`.
+pub fn image_command(image: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Entrypoint}}\n{{json .Config.Cmd}}",
+            image,
+        ])
+        .output()
+        .expect("docker image inspect");
+    assert!(out.status.success(), "image {image} is not in Docker");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .flat_map(|l| {
+            serde_json::from_str::<Option<Vec<String>>>(l)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Fails the test if any of `volumes` still exists in Docker.

@@ -484,6 +484,66 @@ async fn a_node_restarted_during_its_bootstrap_is_reported_not_bootstrapped_agai
     );
 }
 
+/// Host-wide kernel settings (not per network namespace) as the host reads them.
+fn host_values(keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .map(|k| std::fs::read_to_string(format!("/proc/sys/{k}")).expect("read sysctl"))
+        .collect()
+}
+
+#[tokio::test]
+async fn root_in_a_node_cannot_change_the_hosts_kernel_settings() {
+    let mut e = env(true).await;
+    let data = format!("#cloud-config\nruncmd:\n- {SENTINEL_CMD}\n");
+    let name = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    e.wait_ready(&name).await;
+    let keys = [
+        "kernel/panic",
+        "kernel/panic_on_oops",
+        "vm/overcommit_memory",
+        "vm/panic_on_oom",
+        "fs/file-max",
+        "fs/protected_regular",
+        "kernel/keys/root_maxkeys",
+    ];
+    let before = host_values(&keys);
+    for key in keys {
+        let out = sh(
+            &name,
+            &format!("echo 7 > /proc/sys/{key} && echo written || echo refused"),
+        )
+        .await;
+        assert_eq!(
+            out, "refused",
+            "/proc/sys/{key} was writable inside the node"
+        );
+    }
+    assert_eq!(
+        host_values(&keys),
+        before,
+        "the host's kernel settings changed"
+    );
+    // What the kubelet insists on, it reads; the node's own network settings stay its own.
+    assert_eq!(
+        sh(
+            &name,
+            "cat /proc/sys/vm/overcommit_memory /proc/sys/kernel/panic"
+        )
+        .await,
+        "1\n10"
+    );
+    assert_eq!(
+        sh(
+            &name,
+            "echo 1 > /proc/sys/net/ipv4/ip_forward && cat /proc/sys/net/ipv4/ip_forward"
+        )
+        .await,
+        "1"
+    );
+}
+
 #[tokio::test]
 async fn control_planes_drain_and_leave_the_load_balancer() {
     let mut e = env(true).await;

@@ -427,9 +427,9 @@ async fn create<D: ContainerRuntime>(
         km.spec.custom_image.as_deref(),
         inputs.machine.spec.version.as_deref(),
     )?;
-    if !ctx.docker.image_exists(&image).await? {
+    let Some(image_command) = ctx.docker.image_command(&image).await? else {
         return Err(Error::ImageMissing { image });
-    }
+    };
     let network = ctx.network(&kc);
     ctx.docker.ensure_network(&network).await?;
     let owner = owner_of(km);
@@ -445,6 +445,7 @@ async fn create<D: ContainerRuntime>(
         owner: &owner,
         privileges: ctx.node_privileges,
         proxy_env: &proxy,
+        image_command: &image_command,
     });
     let name = &inputs.container;
     match ctx.docker.create(&spec).await {
