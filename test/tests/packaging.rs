@@ -137,6 +137,7 @@ fn components_render_for_clusterctl_and_pass_server_dry_run() {
     }
 }
 
+/// The variables of a cluster on kindest/node images: only the required ones.
 fn template_vars(namespace: &str) -> HashMap<&str, &str> {
     HashMap::from([
         ("CLUSTER_NAME", "demo"),
@@ -145,6 +146,34 @@ fn template_vars(namespace: &str) -> HashMap<&str, &str> {
         ("CONTROL_PLANE_MACHINE_COUNT", "1"),
         ("WORKER_MACHINE_COUNT", "2"),
     ])
+}
+
+/// A local node image (hack/build-node-image.sh); the tag is any hash.
+const LOCAL_IMAGE: &str = "capkind.local/node:v1.20.2-0123456789";
+
+/// The variables of a cluster on the local, offline node image: its image, its version, and
+/// the preflight check that cannot pass without CoreDNS's image.
+fn local_image_vars(namespace: &str) -> HashMap<&str, &str> {
+    let mut vars = template_vars(namespace);
+    vars.insert("KUBERNETES_VERSION", "v1.20.2");
+    vars.insert("KIND_NODE_IMAGE", LOCAL_IMAGE);
+    vars.insert("KUBEADM_IGNORE_PREFLIGHT_ERRORS", "ImagePull");
+    vars
+}
+
+fn template_text(file: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/templates/{file}")).expect("read template")
+}
+
+fn rendered(file: &str, vars: &HashMap<&str, &str>) -> Vec<serde_json::Value> {
+    docs(&clusterctl::render(&template_text(file), vars).unwrap_or_else(|e| panic!("{file}: {e}")))
+}
+
+fn object<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 #[tokio::test]
@@ -172,39 +201,58 @@ async fn templates_render_and_their_kind_objects_pass_server_dry_run() {
         ]
     );
     let mut checked = 0;
-    for file in &files {
-        let text = std::fs::read_to_string(file).expect("read");
-        let rendered = clusterctl::render(&text, &template_vars(&ns))
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let objects = docs(&rendered);
-        assert!(!objects.is_empty());
-        if file.ends_with("clusterclass-quick-start.yaml") {
-            assert_eq!(rendered, text, "a ClusterClass file must not use variables");
-        }
-        for o in objects.iter().filter(|o| {
-            o["apiVersion"]
-                .as_str()
-                .is_some_and(|v| v.starts_with("infrastructure.cluster.x-k8s.io/"))
-        }) {
-            let mut o = o.clone();
-            o["metadata"]["namespace"] = serde_json::json!(ns);
-            let (ok, out) = kubectl_stdin(
-                server,
-                &["create", "--dry-run=server", "-f", "-"],
-                &o.to_string(),
-            );
-            assert!(
-                ok,
-                "{}: {} {} refused: {out}",
-                file.display(),
-                o["kind"],
-                o["metadata"]["name"]
-            );
-            checked += 1;
+    for (set, vars, image) in [
+        ("kindest/node", template_vars(&ns), None),
+        ("local image", local_image_vars(&ns), Some(LOCAL_IMAGE)),
+    ] {
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("read");
+            let rendered = clusterctl::render(&text, &vars)
+                .unwrap_or_else(|e| panic!("{} ({set}): {e}", file.display()));
+            let objects = docs(&rendered);
+            assert!(!objects.is_empty());
+            if file.ends_with("clusterclass-quick-start.yaml") {
+                assert_eq!(rendered, text, "a ClusterClass file must not use variables");
+            }
+            for o in objects.iter().filter(|o| {
+                o["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("infrastructure.cluster.x-k8s.io/"))
+            }) {
+                let mut o = o.clone();
+                o["metadata"]["namespace"] = serde_json::json!(ns);
+                let (ok, out) = kubectl_stdin(
+                    server,
+                    &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                    &o.to_string(),
+                );
+                assert!(
+                    ok,
+                    "{} ({set}): {} {} refused: {out}",
+                    file.display(),
+                    o["kind"],
+                    o["metadata"]["name"]
+                );
+                // What the server keeps is what Cluster API copies into each KindMachine: no
+                // customImage (kindest/node for the Machine's version), or the one named.
+                let stored: serde_json::Value = serde_json::Deserializer::from_str(&out)
+                    .into_iter()
+                    .next()
+                    .expect("an object")
+                    .expect("JSON");
+                if o["kind"] == "KindMachineTemplate" && file.ends_with("cluster-template.yaml") {
+                    assert_eq!(
+                        stored["spec"]["template"]["spec"]["customImage"].as_str(),
+                        image,
+                        "{set}: {out}"
+                    );
+                }
+                checked += 1;
+            }
         }
     }
     assert!(
-        checked >= 6,
+        checked >= 12,
         "only {checked} provider objects in the templates"
     );
     let text =
@@ -215,6 +263,314 @@ async fn templates_render_and_their_kind_objects_pass_server_dry_run() {
         clusterctl::render(&text, &vars),
         Err("value for variables [KUBERNETES_VERSION] is not set".into())
     );
+}
+
+/// Every `nodeRegistration` of the kubeadm objects in `objects`, named by where it is.
+fn node_registrations(objects: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    let mut out = vec![];
+    for o in objects {
+        let spec = match o["kind"].as_str() {
+            Some("KubeadmControlPlane") => &o["spec"]["kubeadmConfigSpec"],
+            Some("KubeadmControlPlaneTemplate") => {
+                &o["spec"]["template"]["spec"]["kubeadmConfigSpec"]
+            }
+            Some("KubeadmConfigTemplate") => &o["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        for phase in ["initConfiguration", "joinConfiguration"] {
+            if !spec[phase].is_null() {
+                out.push((
+                    format!("{} {} {phase}", o["kind"], o["metadata"]["name"]),
+                    spec[phase]["nodeRegistration"].clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// All object keys anywhere in `v`.
+fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                keys(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn templates_leave_the_container_fixups_to_the_provider() {
+    use capkind::bootstrap::kubeadm::{IGNORED_PREFLIGHT_ERRORS, KUBELET_ARGS};
+    for file in [
+        "cluster-template.yaml",
+        "cluster-template-topology.yaml",
+        "clusterclass-quick-start.yaml",
+    ] {
+        let text = template_text(file);
+        assert!(
+            !text.contains("KubeProxyConfiguration"),
+            "{file}: kube-proxy's conntrack setting is the provider's"
+        );
+        for vars in [template_vars("ns"), local_image_vars("ns")] {
+            let objects = rendered(file, &vars);
+            let mut all = vec![];
+            objects.iter().for_each(|o| keys(o, &mut all));
+            // Set here, they would silently win over the provider's defaults when those change.
+            for key in ["criSocket", "kubeletExtraArgs"]
+                .into_iter()
+                .chain(KUBELET_ARGS.iter().map(|(k, _)| *k))
+            {
+                assert!(!all.iter().any(|k| k == key), "{file} sets {key}");
+            }
+            for (at, registration) in node_registrations(&objects) {
+                for ignored in registration["ignorePreflightErrors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let ignored = ignored.as_str().expect("a string");
+                    assert!(
+                        !IGNORED_PREFLIGHT_ERRORS.split(',').any(|p| p == ignored),
+                        "{file} {at}: {ignored} is always ignored by the provider"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cluster_template_takes_the_node_image_and_preflight_variables() {
+    let check = |vars: &HashMap<&str, &str>, image: Option<&str>, ignored: &[&str]| {
+        let objects = rendered("cluster-template.yaml", vars);
+        for name in ["demo-control-plane", "demo-md-0"] {
+            let spec = &object(&objects, "KindMachineTemplate", name)["spec"]["template"]["spec"];
+            // Unset, the key is there with no value: the provider picks kindest/node:<version>.
+            assert!(spec.as_object().expect("spec").contains_key("customImage"));
+            assert_eq!(spec["customImage"].as_str(), image, "{name}");
+        }
+        let registrations = node_registrations(&objects);
+        assert_eq!(
+            registrations.len(),
+            3,
+            "control-plane init and join, worker join: {registrations:?}"
+        );
+        for (at, registration) in registrations {
+            assert_eq!(
+                registration["ignorePreflightErrors"],
+                serde_json::json!(ignored),
+                "{at}"
+            );
+        }
+    };
+    check(&template_vars("ns"), None, &[]);
+    check(&local_image_vars("ns"), Some(LOCAL_IMAGE), &["ImagePull"]);
+    let mut vars = template_vars("ns");
+    vars.insert("KUBEADM_IGNORE_PREFLIGHT_ERRORS", "ImagePull,NumCPU");
+    check(&vars, None, &["ImagePull", "NumCPU"]);
+}
+
+/// A JSON pointer's tokens (RFC 6901).
+fn pointer_tokens(path: &str) -> Vec<String> {
+    path.strip_prefix('/')
+        .expect("a JSON pointer")
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// The templates of `class` the patches apply to, as the topology controller hands them over:
+/// each with whether it is the control plane's and which MachineDeployment classes use it.
+fn class_templates<'a>(
+    class: &serde_json::Value,
+    objects: &'a [serde_json::Value],
+) -> Vec<(&'a serde_json::Value, bool, Vec<String>)> {
+    let spec = &class["spec"];
+    let by_ref = |r: &serde_json::Value| {
+        objects
+            .iter()
+            .find(|o| {
+                o["apiVersion"] == r["apiVersion"]
+                    && o["kind"] == r["kind"]
+                    && o["metadata"]["name"] == r["name"]
+            })
+            .unwrap_or_else(|| panic!("the ClusterClass refers to a missing {r}"))
+    };
+    let mut out = vec![
+        (by_ref(&spec["infrastructure"]["ref"]), false, vec![]),
+        (by_ref(&spec["controlPlane"]["ref"]), true, vec![]),
+        (
+            by_ref(&spec["controlPlane"]["machineInfrastructure"]["ref"]),
+            true,
+            vec![],
+        ),
+    ];
+    for md in spec["workers"]["machineDeployments"]
+        .as_array()
+        .expect("workers")
+    {
+        let class_name = md["class"].as_str().expect("class").to_string();
+        for r in [
+            &md["template"]["bootstrap"]["ref"],
+            &md["template"]["infrastructure"]["ref"],
+        ] {
+            out.push((by_ref(r), false, vec![class_name.clone()]));
+        }
+    }
+    out
+}
+
+/// The templates after the ClusterClass's patches with `variables`, as Cluster API's inline
+/// patches apply them: `enabledIf` (only the `{{ if .var }}true{{ end }}` form, true for a
+/// non-empty value), selectors by apiVersion, kind and matchResources, `add` of a variable's
+/// value, whose parent must exist.
+fn patched_templates(
+    class: &serde_json::Value,
+    objects: &[serde_json::Value],
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let targets = class_templates(class, objects);
+    let mut out: Vec<serde_json::Value> = targets.iter().map(|(o, _, _)| (*o).clone()).collect();
+    for patch in class["spec"]["patches"].as_array().expect("patches") {
+        let enabled_if = patch["enabledIf"].as_str().expect("enabledIf");
+        let var = enabled_if
+            .strip_prefix("{{ if .")
+            .and_then(|r| r.strip_suffix(" }}true{{ end }}"))
+            .unwrap_or_else(|| panic!("enabledIf of an unknown form: {enabled_if}"));
+        let enabled = match &variables[var] {
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            other => panic!("{var}: {other}"),
+        };
+        for definition in patch["definitions"].as_array().expect("definitions") {
+            let selector = &definition["selector"];
+            let matching = &selector["matchResources"];
+            let md_classes: Vec<&str> = matching["machineDeploymentClass"]["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .collect();
+            let mut selected = 0;
+            for ((template, control_plane, classes), target) in targets.iter().zip(&mut out) {
+                if template["apiVersion"] != selector["apiVersion"]
+                    || template["kind"] != selector["kind"]
+                    || !((*control_plane && matching["controlPlane"] == true)
+                        || classes.iter().any(|c| md_classes.contains(&c.as_str())))
+                {
+                    continue;
+                }
+                selected += 1;
+                for json_patch in definition["jsonPatches"].as_array().expect("jsonPatches") {
+                    assert_eq!(json_patch["op"], "add");
+                    let name = json_patch["valueFrom"]["variable"]
+                        .as_str()
+                        .expect("variable");
+                    let value = variables
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{name} is not a variable"));
+                    let mut tokens = pointer_tokens(json_patch["path"].as_str().expect("path"));
+                    let last = tokens.pop().expect("a key");
+                    let mut parent = &mut *target;
+                    for t in &tokens {
+                        parent = parent.get_mut(t).unwrap_or_else(|| {
+                            panic!(
+                                "{} {}: no {} for patch {}",
+                                template["kind"],
+                                template["metadata"]["name"],
+                                json_patch["path"],
+                                patch["name"]
+                            )
+                        });
+                    }
+                    let parent = parent.as_object_mut().expect("an object");
+                    if enabled {
+                        parent.insert(last, value.clone());
+                    }
+                }
+            }
+            assert!(selected > 0, "patch {} selects nothing", patch["name"]);
+        }
+    }
+    out
+}
+
+#[test]
+fn clusterclass_takes_the_node_image_and_preflight_variables_from_the_topology() {
+    let class_objects = rendered("clusterclass-quick-start.yaml", &HashMap::new());
+    let class = object(&class_objects, "ClusterClass", "quick-start");
+    let definitions: HashMap<String, serde_json::Value> = class["spec"]["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().expect("name").to_string(),
+                v["schema"]["openAPIV3Schema"].clone(),
+            )
+        })
+        .collect();
+    for (vars, image, ignored) in [
+        (template_vars("ns"), None, vec![]),
+        (local_image_vars("ns"), Some(LOCAL_IMAGE), vec!["ImagePull"]),
+    ] {
+        let cluster_objects = rendered("cluster-template-topology.yaml", &vars);
+        let topology = &object(&cluster_objects, "Cluster", "demo")["spec"]["topology"];
+        assert_eq!(topology["class"], "quick-start");
+        // The Cluster's variables, defaulted from the class as Cluster API does.
+        let mut variables: serde_json::Map<String, serde_json::Value> = definitions
+            .iter()
+            .map(|(name, schema)| (name.clone(), schema["default"].clone()))
+            .collect();
+        for v in topology["variables"].as_array().expect("variables") {
+            let name = v["name"].as_str().expect("name");
+            let schema = definitions
+                .get(name)
+                .unwrap_or_else(|| panic!("the ClusterClass has no variable {name}"));
+            let type_ok = match schema["type"].as_str() {
+                Some("string") => v["value"].is_string(),
+                Some("array") => v["value"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(|i| i.is_string())),
+                other => panic!("{name}: type {other:?}"),
+            };
+            assert!(type_ok, "{name} = {} does not fit {schema}", v["value"]);
+            variables.insert(name.to_string(), v["value"].clone());
+        }
+        let templates = patched_templates(class, &class_objects, &variables);
+        let get = |kind: &str, name: &str| {
+            templates
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        for name in [
+            "quick-start-control-plane",
+            "quick-start-default-worker-machinetemplate",
+        ] {
+            assert_eq!(
+                get("KindMachineTemplate", name)["spec"]["template"]["spec"]["customImage"]
+                    .as_str(),
+                image,
+                "{name}"
+            );
+        }
+        let registrations = node_registrations(&templates);
+        assert_eq!(registrations.len(), 3, "{registrations:?}");
+        for (at, registration) in registrations {
+            let expected = if ignored.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(ignored)
+            };
+            assert_eq!(registration["ignorePreflightErrors"], expected, "{at}");
+        }
+    }
 }
 
 #[tokio::test]
