@@ -321,6 +321,52 @@ where
     })
 }
 
+/// One item each time the Docker engine goes away or comes back, for `reconcile_all_on`: every
+/// object then shows the outage (DockerUnavailable) and recovers from it without waiting for
+/// its backoff or a change. It holds an event subscription that matches no container, so a
+/// steady state costs no Docker request; only while the engine is away does it try again,
+/// once a second.
+pub fn docker_transitions<D>(docker: D) -> impl futures::Stream<Item = ()> + Send + 'static
+where
+    D: docker::ContainerRuntime + Clone,
+{
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        const NOTHING: &[(&str, &str)] = &[("capkind.x-k8s.io/availability-probe", "none")];
+        let mut up = true;
+        loop {
+            let mut events = docker.container_events(NOTHING);
+            // An engine that is away refuses at once; one that answers keeps the stream open.
+            let connected = !matches!(
+                tokio::time::timeout(Duration::from_secs(1), events.next()).await,
+                Ok(Some(Err(_)) | None)
+            );
+            if connected != up {
+                up = connected;
+                if up {
+                    tracing::info!("the Docker engine answers again");
+                } else {
+                    tracing::warn!("the Docker engine does not answer");
+                }
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+            if connected {
+                while let Some(item) = events.next().await {
+                    if item.is_err() {
+                        break;
+                    }
+                }
+            } else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
+}
+
 /// Runs `reconcile` and counts it in the metrics under `controller`.
 pub async fn counted<K, D, F, Fut>(
     controller: &'static str,

@@ -263,3 +263,70 @@ pub async fn wait_lb_backends(lb: &str, expected: &[(&str, &str)], timeout: std:
     })
     .await;
 }
+
+/// A proxy in front of the Docker engine's socket that a test can cut (the socket disappears
+/// and every open connection drops, as when the engine stops) and restore.
+pub struct SocketProxy {
+    /// The proxy's socket: give `unix://<path>` to the manager as its Docker host.
+    pub path: std::path::PathBuf,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    listener: Option<tokio::task::JoinHandle<()>>,
+    connections: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SocketProxy {
+    /// Starts proxying `path` (in `dir`) to /var/run/docker.sock; needs a multi-threaded
+    /// runtime so that it keeps serving while the test blocks.
+    pub fn start(dir: &std::path::Path) -> Self {
+        let proxy = Self {
+            path: dir.join("docker-proxy.sock"),
+            state: Default::default(),
+        };
+        proxy.restore();
+        proxy
+    }
+
+    /// Makes the engine unreachable through the proxy.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().expect("proxy state");
+        if let Some(listener) = state.listener.take() {
+            listener.abort();
+        }
+        for c in state.connections.drain(..) {
+            c.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Makes it reachable again.
+    pub fn restore(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind the proxy socket");
+        let state = self.state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+                let mut state = state.lock().expect("proxy state");
+                state.connections.retain(|c| !c.is_finished());
+                state.connections.push(connection);
+            }
+        });
+        self.state.lock().expect("proxy state").listener = Some(task);
+    }
+}
+
+impl Drop for SocketProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}

@@ -40,6 +40,7 @@ pub async fn run<D: ContainerRuntime + Clone>(
             ctx.docker.clone(),
             &[(labels::ROLE, labels::ROLE_LOAD_BALANCER)],
         ))
+        .reconcile_all_on(super::docker_transitions(ctx.docker.clone()))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(

@@ -92,6 +92,7 @@ pub async fn run<D: ContainerRuntime + Clone>(
             },
         )
         .reconcile_on(triggers)
+        .reconcile_all_on(super::docker_transitions(ctx.docker.clone()))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
