@@ -236,6 +236,17 @@ pub enum Error {
         "container {name} already exists and does not belong to this object; remove or rename it (docker rm -f {name})"
     )]
     NameConflict { name: String },
+    /// The container name the provider needs is another object's container.
+    #[error(
+        "container {name} belongs to {holder}: Docker container names are one set for the whole host, so clusters in different namespaces need different names; rename this Cluster"
+    )]
+    NameTaken { name: String, holder: String },
+    /// The container name cannot be a hostname.
+    #[error(
+        "the container name {name} has {len} characters, but a hostname (which the node's is) has at most {max}; shorten the Cluster or Machine name (the node is named <cluster>-<machine>, or <machine> when it starts with the cluster's name)",
+        len = name.len(), max = crate::node::MAX_HOSTNAME
+    )]
+    NameTooLong { name: String },
     /// The image is not in the Docker engine.
     #[error(
         "image {image} is not present in the Docker engine; load it (docker load, or docker pull where a registry is reachable)"
@@ -271,6 +282,26 @@ impl Error {
         matches!(self, Error::Kube(kube::Error::Api(e)) if e.code == 409)
     }
 
+    /// Nothing changes by trying again: the user must change an object (a name). Such errors
+    /// wait for a change instead of a retry.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Error::NameTooLong { .. } | Error::NameTaken { .. })
+    }
+
+    /// The conflict for container `name`, found with `labels`: who holds it, when it is
+    /// another object of this provider's.
+    pub fn name_conflict(name: &str, labels: &std::collections::BTreeMap<String, String>) -> Self {
+        match docker::labels::Owner::from_labels(labels) {
+            Some(o) => Error::NameTaken {
+                name: name.to_string(),
+                holder: format!("{} {}/{}", o.kind, o.namespace, o.name),
+            },
+            None => Error::NameConflict {
+                name: name.to_string(),
+            },
+        }
+    }
+
     /// A short PascalCase reason for conditions, events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -281,7 +312,8 @@ impl Error {
             Error::LoadBalancerConfig(_) => "LoadBalancerConfigFailed",
             Error::Template(_) => "HAProxyTemplateInvalid",
             Error::TemplateNotFound { .. } => "HAProxyTemplateNotFound",
-            Error::NameConflict { .. } => "ContainerNameConflict",
+            Error::NameConflict { .. } | Error::NameTaken { .. } => "ContainerNameConflict",
+            Error::NameTooLong { .. } => "ContainerNameTooLong",
             Error::ImageMissing { .. } => "ImageNotFound",
             Error::NoAddress { .. } => "ContainerAddressMissing",
             Error::KindClusterNotFound { .. } => "KindClusterNotFound",
@@ -463,6 +495,10 @@ pub fn error_policy<K: Resource, D>(
     error: &Error,
     ctx: std::sync::Arc<Context<D>>,
 ) -> Action {
+    if error.is_terminal() {
+        tracing::warn!(object = %key(obj.as_ref()), reason = error.reason(), error = %error, "reconcile failed; waiting for a change");
+        return Action::await_change();
+    }
     let delay = ctx.backoff(&key(obj.as_ref()));
     tracing::warn!(object = %key(obj.as_ref()), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)

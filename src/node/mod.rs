@@ -19,6 +19,9 @@ pub fn container_name(cluster: &str, machine: &str) -> String {
     }
 }
 
+/// The longest hostname Linux sets (HOST_NAME_MAX), which a node container's name must fit.
+pub const MAX_HOSTNAME: usize = 64;
+
 /// kindest/node images of kind releases, pinned by digest (from kind's release notes).
 const PINNED: &[(&str, &str)] = &[
     // kind v0.24.0

@@ -747,3 +747,86 @@ async fn an_interrupted_reload_is_completed_by_the_next_write() {
         "a loaded configuration was reloaded again"
     );
 }
+
+#[tokio::test]
+async fn a_cluster_of_the_same_name_in_another_namespace_is_told_and_the_first_untouched() {
+    let e = env().await;
+    let mut janitor = Janitor::default();
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    let first = ready_cluster(&e.client, &e.ns, &mut janitor).await;
+    let name = first.name_any();
+    let docker = engine().await;
+    let lb = docker
+        .inspect(&format!("{name}-lb"))
+        .await
+        .expect("inspect")
+        .expect("lb");
+
+    // The same name in a second namespace, watched by a second manager.
+    let other_ns = shared().namespace(&e.client).await;
+    let _other = Manager::start(e.client.clone(), &other_ns).await;
+    let network = names::unique("net");
+    janitor.track_network(&network);
+    cluster_with_kindcluster(&e.client, &other_ns, &name, false, kind_spec(&network)).await;
+    let second: Api<KindCluster> = Api::namespaced(e.client.clone(), &other_ns);
+    let kc = wait_for(&second, &name, "the name conflict reported", |kc| {
+        cond(kc, "Ready").is_some_and(|c| c.reason == "ContainerNameConflict")
+    })
+    .await;
+    let message = cond(&kc, "Ready").expect("condition").message;
+    assert!(
+        message.contains(&format!("belongs to KindCluster {}/{name}", e.ns))
+            && message.contains("rename this Cluster")
+            && !message.contains("docker rm"),
+        "{message}"
+    );
+    let still = docker
+        .inspect(&format!("{name}-lb"))
+        .await
+        .expect("inspect")
+        .expect("lb");
+    assert_eq!(
+        still.id, lb.id,
+        "the first cluster's load balancer was touched"
+    );
+    assert!(still.running);
+    assert!(
+        cond(&e.api.get(&name).await.expect("first"), "Ready").is_some_and(|c| c.status == "True")
+    );
+}
+
+#[tokio::test]
+async fn a_name_too_long_for_a_hostname_is_a_terminal_condition_and_creates_nothing() {
+    let e = env().await;
+    let mut janitor = Janitor::default();
+    let _manager = Manager::start(e.client.clone(), &e.ns).await;
+    // Cluster API allows 63 characters (the name is a label value); `<name>-lb` then has 66.
+    let prefix = names::unique("c");
+    let name = format!("{prefix}-{}", "x".repeat(62 - prefix.len()));
+    janitor.track(format!("{name}-lb"));
+    cluster_with_kindcluster(
+        &e.client,
+        &e.ns,
+        &name,
+        false,
+        kind_spec(&names::unique("net")),
+    )
+    .await;
+    let kc = wait_for(&e.api, &name, "the name reported too long", |kc| {
+        cond(kc, "Ready").is_some_and(|c| c.reason == "ContainerNameTooLong")
+    })
+    .await;
+    let message = cond(&kc, "Ready").expect("condition").message;
+    assert!(
+        message.contains("at most 64") && message.contains("shorten"),
+        "{message}"
+    );
+    assert!(
+        engine()
+            .await
+            .inspect(&format!("{name}-lb"))
+            .await
+            .expect("inspect")
+            .is_none()
+    );
+}

@@ -182,6 +182,9 @@ async fn ensure_container<D: ContainerRuntime>(
     cluster: &str,
 ) -> Result<Container, Error> {
     let name = loadbalancer::container_name(cluster);
+    if name.len() > crate::node::MAX_HOSTNAME {
+        return Err(Error::NameTooLong { name });
+    }
     let network = ctx.network(kc);
     let owner = owner_of(kc);
     let wanted: Option<String> = kc
@@ -197,7 +200,7 @@ async fn ensure_container<D: ContainerRuntime>(
     };
     if let Some(existing) = ctx.docker.inspect(&name).await? {
         if !owner.owns(&existing.labels) {
-            return Err(Error::NameConflict { name });
+            return Err(Error::name_conflict(&name, &existing.labels));
         }
         if existing.running && at_wanted_address(&existing) {
             return Ok(existing);

@@ -182,11 +182,14 @@ async fn provision<D: ContainerRuntime + Clone>(
     inputs: &Inputs,
 ) -> Result<Action, Error> {
     let name = &inputs.container;
+    if name.len() > crate::node::MAX_HOSTNAME {
+        return Err(Error::NameTooLong { name: name.clone() });
+    }
     let existing = ctx.docker.inspect(name).await?;
     if let Some(c) = &existing
         && !owner_of(km).owns(&c.labels)
     {
-        return Err(Error::NameConflict { name: name.clone() });
+        return Err(Error::name_conflict(name, &c.labels));
     }
     let fd = inputs.machine.spec.failure_domain.clone();
     let bootstrap_cond = current_bootstrap_cond(km);
