@@ -12,6 +12,11 @@
 //! - each size measured `--rounds` times (default 3), with the median ratios at the end;
 //! - after the largest N, the steady state: a minute with every machine ready.
 //!
+//! With `--real` (`hack/bench.sh --real [rounds]`), only the real-cluster scenario ([`real`]):
+//! a kubeadm cluster of one control plane and two workers, from the Cluster's creation to every
+//! Node Ready, against a floor running the same kubeadm init and joins in containers of the same
+//! spec with no controller; then the ready cluster's steady state.
+//!
 //! Figures are printed, not asserted; per-machine request counts, Docker latencies and phase
 //! timestamps go to stderr.
 
@@ -421,16 +426,33 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// The machine and the manager, as the first lines of the output.
+fn machine_line(server: &ApiServer) {
+    println!(
+        "machine: {} cores, {} MiB memory, kernel {}, Docker {}, kube-apiserver at {}, load average {}",
+        command("nproc", &[]),
+        command("sh", &["-c", "free -m | awk '/Mem:/ {print $2}'"]),
+        command("uname", &["-r"]),
+        command("docker", &["version", "--format", "{{.Server.Version}}"]),
+        server.url(),
+        command("sh", &["-c", "cut -d' ' -f1-3 /proc/loadavg"])
+    );
+    println!("manager: {}", capkind_test::process::binary().display());
+}
+
 /// Arguments: the sizes (default 1 10 50), and `--rounds R` (default 3): each size is measured
 /// R times, floor and provider one after the other, because on 2 cores one run's figures move
-/// by a fifth from run to run.
+/// by a fifth from run to run. `--real` runs only the real-cluster scenario ([`real`]), R rounds.
 #[tokio::main]
 async fn main() {
     let mut rounds = 3usize;
     let mut sizes: Vec<usize> = Vec::new();
+    let mut real_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--rounds" {
+        if arg == "--real" {
+            real_only = true;
+        } else if arg == "--rounds" {
             rounds = args
                 .next()
                 .and_then(|r| r.parse().ok())
@@ -439,6 +461,16 @@ async fn main() {
         } else {
             sizes.push(arg.parse().expect("sizes are numbers (or --rounds R)"));
         }
+    }
+    if real_only {
+        let server = shared();
+        let _ = images();
+        println!("# capkind provisioning benchmark: the real cluster");
+        machine_line(server);
+        println!("rounds: {rounds}");
+        println!();
+        real::run(rounds).await;
+        return;
     }
     if sizes.is_empty() {
         sizes = vec![1, 10, 50];
@@ -452,15 +484,7 @@ async fn main() {
         .expect("workload API server");
 
     println!("# capkind provisioning benchmark");
-    println!(
-        "machine: {} cores, {} MiB memory, kernel {}, Docker {}, kube-apiserver at {}",
-        command("nproc", &[]),
-        command("sh", &["-c", "free -m | awk '/Mem:/ {print $2}'"]),
-        command("uname", &["-r"]),
-        command("docker", &["version", "--format", "{{.Server.Version}}"]),
-        server.url()
-    );
-    println!("manager: {}", capkind_test::process::binary().display());
+    machine_line(server);
     println!("rounds per size: {rounds}");
     println!();
     println!(
@@ -522,5 +546,745 @@ async fn main() {
             "steady state, {n} ready machines, over {} min: {:.0} API writes/min, {:.0} Docker calls/min, {:.0} reconciles/min, manager RSS {:.1} MiB",
             s.minutes, s.writes, s.docker_calls, s.reconciles, s.rss_mib
         );
+    }
+}
+
+/// The real-cluster scenario (`--real`): a kubeadm v1.20.2 cluster of one control plane and two
+/// workers, every Node Ready, built by the provider as Cluster API builds it, against a floor
+/// that runs the same kubeadm init and joins in containers of the same spec with no controller.
+mod real {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use capkind::controllers::kindmachine::bootstrap;
+    use capkind::docker::{ContainerRuntime, Engine, labels};
+    use capkind::loadbalancer;
+    use capkind_api::v1beta1::KindMachine;
+    use capkind_test::core::{CoreCluster, Role};
+    use capkind_test::docker::{Janitor, engine, images, kube_node_image};
+    use capkind_test::fixtures::kind_spec;
+    use capkind_test::kubeadm::{
+        BootstrapToken, ClusterConfig, ClusterPki, DEFAULT_TOKEN_TTL, admin_kubeconfig,
+        init_cloud_config, server_url, store_kubeconfig, with_server, worker_join_cloud_config,
+    };
+    use capkind_test::kubeadm_cluster::{INIT_ARGS, machine_spec, node};
+    use capkind_test::process::ManagerProcess;
+    use capkind_test::workload::{Workload, is_ready};
+    use capkind_test::{names, shared};
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::Api;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    use super::{counters, median, proc_status_mib};
+
+    /// A kubeadm run (boot, init or join) on 2 cores with other work running.
+    const MACHINE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Workers per cluster.
+    const WORKERS: usize = 2;
+
+    /// Seconds since the epoch: the clock the node containers' timestamps share with the host.
+    fn now() -> f64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    /// When things happened in one run, in seconds since the epoch.
+    #[derive(Clone, Debug, Default)]
+    pub struct Times {
+        /// The run started: the Cluster is created (provider), the network is (floor).
+        t0: f64,
+        /// The load balancer runs and has an address (provider: the KindCluster is ready).
+        lb: f64,
+        /// The control-plane machine is asked for (Machine created; floor: container created).
+        cp_asked: f64,
+        /// Its container runs (Docker's StartedAt).
+        cp_running: f64,
+        /// Its containerd is up (systemd's ActiveEnterTimestamp of containerd.service); the
+        /// images are in the node image, so that is when it answers with them.
+        cp_images: f64,
+        /// kubeadm init is done (the mtime of Cluster API's sentinel, written right after it).
+        cp_init: f64,
+        /// The harness sees it done (KindMachine ready; floor: the bootstrap exec returned).
+        cp_seen: f64,
+        /// The workers are asked for, after the kubeconfig, the join token and
+        /// ControlPlaneInitialized.
+        workers_asked: f64,
+        /// The last worker container runs.
+        workers_running: f64,
+        /// The last worker's containerd is up.
+        workers_images: f64,
+        /// The last kubeadm join is done.
+        joins: f64,
+        /// The harness sees the last worker done.
+        workers_seen: f64,
+        /// The last of the three Nodes is seen Ready.
+        nodes_ready: f64,
+    }
+
+    impl Times {
+        /// The offsets from `t0` of every mark, in the table's order.
+        fn offsets(&self) -> [f64; 12] {
+            [
+                self.lb,
+                self.cp_asked,
+                self.cp_running,
+                self.cp_images,
+                self.cp_init,
+                self.cp_seen,
+                self.workers_asked,
+                self.workers_running,
+                self.workers_images,
+                self.joins,
+                self.workers_seen,
+                self.nodes_ready,
+            ]
+            .map(|t| t - self.t0)
+        }
+
+        /// The phases: (name, seconds).
+        fn phases(&self) -> [(&'static str, f64); 9] {
+            [
+                ("load balancer", self.lb - self.t0),
+                (
+                    "CP boot (asked to running)",
+                    self.cp_running - self.cp_asked,
+                ),
+                (
+                    "CP images ready (running to containerd up)",
+                    self.cp_images - self.cp_running,
+                ),
+                (
+                    "kubeadm init (containerd up to init done)",
+                    self.cp_init - self.cp_images,
+                ),
+                (
+                    "init seen (init done to the harness sees it)",
+                    self.cp_seen - self.cp_init,
+                ),
+                (
+                    "kubeconfig, token, CP initialized",
+                    self.workers_asked - self.cp_seen,
+                ),
+                (
+                    "worker boot and images (asked to last containerd up)",
+                    self.workers_images - self.workers_asked,
+                ),
+                (
+                    "joins (to the last join done)",
+                    self.joins - self.workers_asked,
+                ),
+                (
+                    "Nodes Ready (last join done to all Ready)",
+                    self.nodes_ready - self.joins,
+                ),
+            ]
+        }
+
+        fn total(&self) -> f64 {
+            self.nodes_ready - self.t0
+        }
+    }
+
+    /// Keys, kubeconfig and token of one cluster, made before its clock starts: they cost the
+    /// same on both sides and are not the provider's work.
+    struct Prepared {
+        pki: ClusterPki,
+        /// The admin kubeconfig, its server filled in once the endpoint is known.
+        kubeconfig: String,
+        token: BootstrapToken,
+    }
+
+    fn prepare(cluster: &str) -> Prepared {
+        let pki = ClusterPki::generate().expect("cluster PKI");
+        let kubeconfig =
+            admin_kubeconfig(cluster, "https://0.0.0.0:6443", &pki.ca).expect("admin kubeconfig");
+        Prepared {
+            pki,
+            kubeconfig,
+            token: BootstrapToken::generate(),
+        }
+    }
+
+    /// Watches the workload cluster's Nodes; the first moment each is seen Ready.
+    fn watch_nodes(
+        workload: &Workload,
+    ) -> (
+        Arc<Mutex<HashMap<String, f64>>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let ready: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        let api: Api<Node> = Api::all(workload.client.clone());
+        let seen = ready.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(event) = stream.next().await {
+                if let Ok(node) = event
+                    && is_ready(&node)
+                {
+                    let t = now();
+                    seen.lock()
+                        .expect("lock")
+                        .entry(kube::ResourceExt::name_any(&node))
+                        .or_insert(t);
+                }
+            }
+        });
+        (ready, task)
+    }
+
+    /// Waits until every one of `names` is in `seen`; the latest of their times.
+    async fn all_seen(
+        seen: &Arc<Mutex<HashMap<String, f64>>>,
+        names: &[String],
+        what: &str,
+        timeout: Duration,
+        diagnose: impl Fn() -> String,
+    ) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let seen = seen.lock().expect("lock");
+                if names.iter().all(|n| seen.contains_key(n)) {
+                    return names.iter().map(|n| seen[n]).fold(0.0, f64::max);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} not within {timeout:?}:\n{}",
+                diagnose()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Creates the join token in the workload cluster once its API answers (as CABPK does).
+    async fn create_token(workload: &Workload, token: &BootstrapToken) {
+        capkind_test::wait::until("the bootstrap token created", MACHINE_TIMEOUT, || async {
+            token
+                .create(&workload.client, DEFAULT_TOKEN_TTL)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    }
+
+    fn docker_cli(args: &[&str]) -> String {
+        super::command("docker", args)
+    }
+
+    /// What happened inside node container `name`: (running, containerd up, kubeadm done), read
+    /// after the fact so that nothing polls the node while it boots.
+    async fn node_times(docker: &Engine, name: &str) -> (f64, f64, f64) {
+        let started = docker_cli(&["inspect", "-f", "{{.State.StartedAt}}", name]);
+        let running = chrono::DateTime::parse_from_rfc3339(&started)
+            .map(|t| t.timestamp_micros() as f64 / 1e6)
+            .unwrap_or_else(|e| panic!("StartedAt of {name}: {started:?}: {e}"));
+        let script = format!(
+            "date -d \"$(systemctl show containerd -p ActiveEnterTimestamp --value --timestamp=us+utc)\" +%s.%N; \
+             date -r {} +%s.%N",
+            capkind::bootstrap::SENTINEL
+        );
+        let out = docker
+            .exec(name, &["sh", "-c", &script], None)
+            .await
+            .expect("exec the timestamps");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let values: Vec<f64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert!(values.len() == 2, "timestamps of {name}: {text:?}");
+        (running, values[0], values[1])
+    }
+
+    /// Fills the in-node marks of `times` from the control plane `cp` and the `workers`.
+    async fn read_node_times(times: &mut Times, docker: &Engine, cp: &str, workers: &[String]) {
+        (times.cp_running, times.cp_images, times.cp_init) = node_times(docker, cp).await;
+        for w in workers {
+            let (running, images, joined) = node_times(docker, w).await;
+            times.workers_running = times.workers_running.max(running);
+            times.workers_images = times.workers_images.max(images);
+            times.joins = times.joins.max(joined);
+        }
+    }
+
+    /// The floor: the same containers, load balancer configuration, bootstrap plans and
+    /// kubeadm runs, straight through the Docker API with no controller, in Cluster API's
+    /// order (the endpoint before the init data, the join data after the init).
+    pub async fn floor() -> Times {
+        let docker = engine().await;
+        let name = names::unique("floor");
+        let network = names::unique("net");
+        let cp = format!("{name}-cp-0");
+        let workers: Vec<String> = (1..=WORKERS).map(|i| format!("{name}-md-{i}")).collect();
+        let mut janitor = Janitor::default();
+        janitor.track_network(&network);
+        janitor.track(loadbalancer::container_name(&name));
+        janitor.track(&cp);
+        for w in &workers {
+            janitor.track(w);
+        }
+        let prepared = prepare(&name);
+        let image = kube_node_image();
+        let image_command = capkind_test::docker::image_command(&image);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let owner = |kind: &str, of: &str| labels::Owner {
+            kind: kind.into(),
+            namespace: "bench".into(),
+            name: of.to_string(),
+            uid: of.to_string(),
+        };
+        let node_spec = |node: &str, control_plane: bool| {
+            capkind::node::container_spec(&capkind::node::Params {
+                cluster: &name,
+                name: node,
+                image: &image,
+                network: &network,
+                control_plane,
+                failure_domain: None,
+                extra_mounts: &[],
+                owner: &owner("KindMachine", node),
+                privileges: capkind::node::Privileges::Capabilities,
+                proxy_env: &[],
+                image_command: &image_command,
+            })
+        };
+        // One node: create, start, then (once `data` is there) one upload and one attached exec
+        // of the generated script, which waits for systemd and runs kubeadm.
+        let bootstrap = |node: String, data: String| {
+            let docker = docker.clone();
+            async move {
+                let plan = capkind::bootstrap::plan(Some("cloud-config"), data.as_bytes())
+                    .expect("bootstrap plan");
+                let archive = bootstrap::archive(&plan).expect("archive");
+                docker.upload(&node, "/", archive).await.expect("upload");
+                let run = format!(
+                    "mkdir -p /run/capkind /run/cluster-api && sh {} && test -f {}",
+                    bootstrap::script_path(),
+                    capkind::bootstrap::SENTINEL
+                );
+                let out = docker
+                    .exec(&node, &["sh", "-c", &run], None)
+                    .await
+                    .expect("exec");
+                if out.exit_code != 0 {
+                    let log = docker
+                        .exec(
+                            &node,
+                            &[
+                                "sh",
+                                "-c",
+                                "tail -n 60 /var/lib/capkind/state/bootstrap.log",
+                            ],
+                            None,
+                        )
+                        .await
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    panic!(
+                        "the floor's bootstrap failed in {node}: exit {}\n{log}",
+                        out.exit_code
+                    );
+                }
+                now()
+            }
+        };
+        let start = |node: String, control_plane: bool| {
+            let docker = docker.clone();
+            let spec = node_spec(&node, control_plane);
+            async move {
+                docker.create(&spec).await.expect("create");
+                docker.start(&node).await.expect("start");
+            }
+        };
+
+        let mut times = Times {
+            t0: now(),
+            ..Default::default()
+        };
+        docker.ensure_network(&network).await.expect("network");
+        let lb = loadbalancer::container_name(&name);
+        let lb_spec = loadbalancer::container_spec(
+            &name,
+            &images().haproxy,
+            &network,
+            6443,
+            None,
+            &owner("KindCluster", &name),
+        );
+        docker
+            .create(&lb_spec)
+            .await
+            .expect("create the load balancer");
+        docker.start(&lb).await.expect("start the load balancer");
+        let address = docker
+            .inspect(&lb)
+            .await
+            .expect("inspect")
+            .and_then(|c| c.networks.get(&network).and_then(|n| n.ipv4.clone()))
+            .expect("the load balancer's address");
+        let endpoint = format!("{address}:6443");
+        times.lb = now();
+
+        let config = ClusterConfig::new(&name, &endpoint);
+        let init = init_cloud_config(&config, &node(true), &prepared.pki, INIT_ARGS);
+        times.cp_asked = now();
+        start(cp.clone(), true).await;
+        // As the KindMachine controller does for a control-plane node, before its bootstrap.
+        let backends = loadbalancer::backends(&docker, &name, &network, &[])
+            .await
+            .expect("backends");
+        let rendered = loadbalancer::config::render(
+            loadbalancer::config::DEFAULT_TEMPLATE,
+            &loadbalancer::config::Input {
+                frontend_port: 6443,
+                ipv6: false,
+                backends,
+            },
+        )
+        .expect("render");
+        loadbalancer::write_config(&docker, &lb, &rendered)
+            .await
+            .expect("load balancer configuration");
+        times.cp_seen = bootstrap(cp.clone(), init).await;
+
+        let kubeconfig =
+            with_server(&prepared.kubeconfig, &server_url(&endpoint)).expect("kubeconfig");
+        let workload = Workload::connect(dir.path(), &kubeconfig).await;
+        let (ready, watch) = watch_nodes(&workload);
+        create_token(&workload, &prepared.token).await;
+        let join = worker_join_cloud_config(
+            &config,
+            &node(false),
+            &prepared.pki.ca_cert_hash(),
+            &prepared.token,
+            &[],
+        );
+        times.workers_asked = now();
+        let joined = futures::future::join_all(workers.iter().map(|w| {
+            let (w, join) = (w.clone(), join.clone());
+            async move {
+                start(w.clone(), false).await;
+                bootstrap(w, join).await
+            }
+        }))
+        .await;
+        times.workers_seen = joined.into_iter().fold(0.0, f64::max);
+        let mut all = vec![cp.clone()];
+        all.extend(workers.iter().cloned());
+        times.nodes_ready = all_seen(
+            &ready,
+            &all,
+            "the floor's Nodes Ready",
+            MACHINE_TIMEOUT,
+            || workload.kubectl(&["get", "nodes", "-o", "wide"]).1,
+        )
+        .await;
+        watch.abort();
+        read_node_times(&mut times, &docker, &cp, &workers).await;
+        for c in all.iter().chain([&lb]) {
+            let _ = docker.remove(c).await;
+        }
+        let _ = docker.remove_network(&network).await;
+        drop(janitor);
+        times
+    }
+
+    /// Figures of one provider run.
+    pub struct Provider {
+        pub times: Times,
+        pub docker_calls: f64,
+        pub api_writes: f64,
+        pub reconciles: f64,
+        pub peak_rss_mib: f64,
+        pub delete_seconds: f64,
+        pub steady: Option<super::Steady>,
+        /// Every request counter's growth over the run (not per machine).
+        pub breakdown: String,
+    }
+
+    /// The provider: a fresh manager, then the cluster as Cluster API builds it
+    /// (test/src/kubeadm_cluster.rs: core's objects, CABPK's and KCP's data in their order),
+    /// with watches instead of polls for what the harness waits on.
+    pub async fn provider(steady: bool) -> Provider {
+        let server = shared();
+        let client = server.client().await;
+        let ns = server.namespace(&client).await;
+        let extra = std::env::var("CAPKIND_BENCH_MANAGER_ARGS").unwrap_or_default();
+        let mut args = vec!["--namespace", ns.as_str()];
+        args.extend(extra.split_whitespace());
+        let manager = ManagerProcess::start(server, &args);
+        capkind_test::wait::until("the manager ready", Duration::from_secs(60), || async {
+            let r = capkind_test::http::get(manager.health_port, "/readyz");
+            if capkind_test::http::is_ok(&r) {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        })
+        .await;
+        let docker = engine().await;
+        let name = names::unique("real");
+        let network = names::unique("net");
+        let mut janitor = Janitor::default();
+        janitor.track_network(&network);
+        let prepared = prepare(&name);
+        let dir = tempfile::tempdir().expect("temporary directory");
+
+        // KindMachines ready as core sees them (status.ready and a provider ID).
+        let ready_at: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        let machines_watch = {
+            let ready_at = ready_at.clone();
+            let api: Api<KindMachine> = Api::namespaced(client.clone(), &ns);
+            tokio::spawn(async move {
+                let mut stream = watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects()
+                    .boxed();
+                while let Some(event) = stream.next().await {
+                    if let Ok(km) = event
+                        && km.status.as_ref().is_some_and(|s| s.ready)
+                        && km.spec.provider_id.is_some()
+                    {
+                        let t = now();
+                        ready_at
+                            .lock()
+                            .expect("lock")
+                            .entry(kube::ResourceExt::name_any(&km))
+                            .or_insert(t);
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = counters(&manager);
+        let log_tail = || manager.log_tail();
+
+        let mut times = Times {
+            t0: now(),
+            ..Default::default()
+        };
+        eprintln!(
+            "real: Cluster {name} created at {} (UTC, as in the manager's log)",
+            chrono::Utc::now().format("%H:%M:%S%.3f")
+        );
+        let core = CoreCluster::create(&client, &ns, &name, kind_spec(&network), machine_spec(&[]))
+            .await
+            .expect("create the Cluster and KindCluster");
+        let kc = core.infrastructure_ready(MACHINE_TIMEOUT).await;
+        times.lb = now();
+        let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
+        let endpoint = format!("{}:{}", endpoint.host.expect("host"), endpoint.port);
+        let config = ClusterConfig::new(&name, &endpoint);
+        let init = init_cloud_config(&config, &node(true), &prepared.pki, INIT_ARGS);
+        times.cp_asked = now();
+        let cp = core
+            .add_machine(Role::ControlPlane, &init)
+            .await
+            .expect("control-plane machine");
+        for m in [cp.clone()]
+            .into_iter()
+            .chain((1..=WORKERS).map(|i| format!("{name}-md-{i}")))
+        {
+            janitor.track(m);
+        }
+        times.cp_seen = all_seen(
+            &ready_at,
+            std::slice::from_ref(&cp),
+            "the control plane's KindMachine ready",
+            MACHINE_TIMEOUT,
+            log_tail,
+        )
+        .await;
+        let kubeconfig =
+            with_server(&prepared.kubeconfig, &server_url(&endpoint)).expect("kubeconfig");
+        store_kubeconfig(&client, &ns, &name, &kubeconfig, None)
+            .await
+            .expect("kubeconfig Secret");
+        let workload = Workload::connect(dir.path(), &kubeconfig).await;
+        let (nodes_ready, nodes_watch) = watch_nodes(&workload);
+        create_token(&workload, &prepared.token).await;
+        core.control_plane_initialized().await;
+        let join = worker_join_cloud_config(
+            &config,
+            &node(false),
+            &prepared.pki.ca_cert_hash(),
+            &prepared.token,
+            &[],
+        );
+        times.workers_asked = now();
+        let workers: Vec<String> =
+            futures::future::join_all((0..WORKERS).map(|_| core.add_machine(Role::Worker, &join)))
+                .await
+                .into_iter()
+                .map(|r| r.expect("worker machine"))
+                .collect();
+        times.workers_seen = all_seen(
+            &ready_at,
+            &workers,
+            "the workers' KindMachines ready",
+            MACHINE_TIMEOUT,
+            log_tail,
+        )
+        .await;
+        let mut all = vec![cp.clone()];
+        all.extend(workers.iter().cloned());
+        times.nodes_ready = all_seen(
+            &nodes_ready,
+            &all,
+            "the Nodes Ready",
+            MACHINE_TIMEOUT,
+            || {
+                format!(
+                    "{}\n{}",
+                    workload.kubectl(&["get", "nodes", "-o", "wide"]).1,
+                    log_tail()
+                )
+            },
+        )
+        .await;
+        nodes_watch.abort();
+        read_node_times(&mut times, &docker, &cp, &workers).await;
+
+        // The reconciles that follow readiness: the provider IDs on the workload Nodes.
+        let nodes: Api<Node> = Api::all(workload.client.clone());
+        capkind_test::wait::until(
+            "the provider IDs on the Nodes",
+            Duration::from_secs(120),
+            || async {
+                for n in &all {
+                    let node = nodes.get(n).await.map_err(|e| e.to_string())?;
+                    if node.spec.and_then(|s| s.provider_id).is_none() {
+                        return Err(format!("{n} has no provider ID"));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = counters(&manager);
+        let pid = manager.child.id();
+        let steady = if steady {
+            let minutes = 1.0;
+            let start = counters(&manager);
+            tokio::time::sleep(Duration::from_secs_f64(minutes * 60.0)).await;
+            let end = counters(&manager);
+            Some(super::Steady {
+                minutes,
+                writes: (end.writes - start.writes) / minutes,
+                docker_calls: (end.docker - start.docker) / minutes,
+                reconciles: (end.reconciles - start.reconciles) / minutes,
+                rss_mib: proc_status_mib(pid, "VmRSS:"),
+            })
+        } else {
+            None
+        };
+        let peak_rss_mib = proc_status_mib(pid, "VmHWM:");
+        machines_watch.abort();
+        let kept = std::env::temp_dir().join("capkind-bench-manager-real.log");
+        let _ = std::fs::copy(&manager.log, &kept);
+        let deleting = Instant::now();
+        core.delete().await.expect("delete the cluster");
+        let delete_seconds = deleting.elapsed().as_secs_f64();
+        drop(janitor);
+        Provider {
+            times,
+            docker_calls: after.docker - before.docker,
+            api_writes: after.writes - before.writes,
+            reconciles: after.reconciles - before.reconciles,
+            peak_rss_mib,
+            delete_seconds,
+            steady,
+            breakdown: super::breakdown(&before, &after, 1),
+        }
+    }
+
+    fn row(side: &str, round: usize, t: &Times) -> String {
+        let cells: Vec<String> = t.offsets().iter().map(|v| format!("{v:.1}")).collect();
+        format!("| {round} | {side} | {} |", cells.join(" | "))
+    }
+
+    /// Runs `rounds` rounds, floor then provider, and prints the tables.
+    pub async fn run(rounds: usize) {
+        let _ = kube_node_image();
+        println!("## Real cluster: 1 control plane + {WORKERS} workers, kubeadm v1.20.2");
+        println!();
+        println!(
+            "Seconds from the start (the Cluster created; floor: the network) to each mark; the last column is the time to every Node Ready."
+        );
+        println!();
+        println!(
+            "| round | side | LB ready | CP asked | CP running | CP images ready | init done | init seen | workers asked | workers running | workers images ready | joins done | workers seen | Nodes Ready |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut results: Vec<(Times, Provider)> = Vec::new();
+        for round in 1..=rounds {
+            let f = floor().await;
+            println!("{}", row("floor", round, &f));
+            let p = provider(round == rounds).await;
+            println!("{}", row("capkind", round, &p.times));
+            eprint!(
+                "real round {round}: manager requests over the whole cluster\n{}",
+                p.breakdown
+            );
+            results.push((f, p));
+        }
+        println!();
+        println!(
+            "| round | floor s | capkind s | ratio | Docker calls | API writes | reconciles | peak RSS MiB | delete s |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let mut ratios = Vec::new();
+        for (i, (f, p)) in results.iter().enumerate() {
+            let ratio = p.times.total() / f.total();
+            ratios.push(ratio);
+            println!(
+                "| {} | {:.1} | {:.1} | {ratio:.3} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                i + 1,
+                f.total(),
+                p.times.total(),
+                p.docker_calls,
+                p.api_writes,
+                p.reconciles,
+                p.peak_rss_mib,
+                p.delete_seconds
+            );
+        }
+        let (lo, hi) = (
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        println!();
+        println!(
+            "median ratio (capkind / floor, every Node Ready): **{:.3}** (range {lo:.3}-{hi:.3}, {} rounds)",
+            median(ratios.clone()),
+            ratios.len()
+        );
+        println!();
+        println!("| phase (median of the rounds) | floor s | capkind s | difference s |");
+        println!("|---|---|---|---|");
+        let names = results[0].0.phases().map(|(n, _)| n);
+        for (i, name) in names.iter().enumerate() {
+            let f = median(results.iter().map(|(f, _)| f.phases()[i].1).collect());
+            let p = median(results.iter().map(|(_, p)| p.times.phases()[i].1).collect());
+            println!("| {name} | {f:.2} | {p:.2} | {:+.2} |", p - f);
+        }
+        let f = median(results.iter().map(|(f, _)| f.total()).collect());
+        let p = median(results.iter().map(|(_, p)| p.times.total()).collect());
+        println!(
+            "| **total: every Node Ready** | {f:.2} | {p:.2} | {:+.2} |",
+            p - f
+        );
+        if let Some(s) = results.last().and_then(|(_, p)| p.steady.as_ref()) {
+            println!();
+            println!(
+                "steady state, the ready real cluster (3 Nodes Ready, provider IDs set), over {} min: {:.0} API writes/min, {:.0} Docker calls/min, {:.0} reconciles/min, manager RSS {:.1} MiB",
+                s.minutes, s.writes, s.docker_calls, s.reconciles, s.rss_mib
+            );
+        }
     }
 }
