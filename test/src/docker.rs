@@ -330,3 +330,34 @@ impl Drop for SocketProxy {
         self.cut();
     }
 }
+
+/// Runs `script` with sh in `container`; its standard output, trimmed.
+pub async fn sh(container: &str, script: &str) -> String {
+    let out = engine()
+        .await
+        .exec(container, &["sh", "-c", script], None)
+        .await
+        .expect("exec");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs the docker CLI, as a user at a terminal would (`restart`, `stop`, ...); panics with its
+/// error when it fails.
+pub fn docker_cli(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether the Docker network `name` exists.
+pub fn network_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["network", "inspect", name])
+        .output()
+        .expect("docker")
+        .status
+        .success()
+}

@@ -175,16 +175,7 @@ pub async fn ready_cluster(
         std::time::Duration::from_secs(60),
         || async {
             let kc = api.get(&name).await.map_err(|e| e.to_string())?;
-            let ready_condition = kc
-                .status
-                .as_ref()
-                .and_then(|s| s.v1beta2.as_ref())
-                .is_some_and(|v| {
-                    v.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                });
-            if kc.status.as_ref().is_some_and(|s| s.ready) && ready_condition {
+            if kindcluster_is_ready(&kc) {
                 Ok(kc)
             } else {
                 Err(format!("{:?}", kc.status))
@@ -240,4 +231,28 @@ pub async fn node_has_provider_id(
         },
     )
     .await
+}
+
+/// A KindMachine's v1beta2 condition of `type_`.
+pub fn kindmachine_condition(
+    km: &capkind_api::v1beta1::KindMachine,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let conditions = &km.status.as_ref()?.v1beta2.as_ref()?.conditions;
+    conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// A KindCluster's v1beta2 condition of `type_`.
+pub fn kindcluster_condition(
+    kc: &KindCluster,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let conditions = &kc.status.as_ref()?.v1beta2.as_ref()?.conditions;
+    conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// Whether a KindCluster is ready: `status.ready` and its Ready condition True.
+pub fn kindcluster_is_ready(kc: &KindCluster) -> bool {
+    kc.status.as_ref().is_some_and(|s| s.ready)
+        && kindcluster_condition(kc, "Ready").is_some_and(|c| c.status == "True")
 }

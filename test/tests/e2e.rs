@@ -381,12 +381,8 @@ async fn lifecycle(chaos: Option<u64>) {
         l.containers().await
     );
     capkind_test::docker::assert_volumes_gone(&volumes);
-    let network = std::process::Command::new("docker")
-        .args(["network", "inspect", &l.network])
-        .output()
-        .expect("docker");
     assert!(
-        !network.status.success(),
+        !capkind_test::docker::network_exists(&l.network),
         "network {} left behind",
         l.network
     );

@@ -9,8 +9,8 @@ use capkind::docker::ContainerRuntime;
 use capkind_api::v1beta1::{KindCluster, KindMachine};
 use capkind_test::docker::{Janitor, SocketProxy, engine};
 use capkind_test::fixtures::{
-    bootstrap_secret, is_ready, kindmachine_until, machine_spec, machine_with_kindmachine,
-    mark_cluster, ready_cluster,
+    bootstrap_secret, is_ready, kindcluster_is_ready, kindmachine_until, machine_spec,
+    machine_with_kindmachine, mark_cluster, ready_cluster,
 };
 use capkind_test::process::ManagerProcess;
 use capkind_test::{shared, wait};
@@ -122,15 +122,7 @@ async fn docker_unreachable_mid_provisioning_is_shown_and_recovered_from() {
         Duration::from_secs(60),
         || async {
             let kc = clusters.get(&cluster).await.map_err(|e| e.to_string())?;
-            let ready = kc
-                .status
-                .as_ref()
-                .and_then(|s| s.v1beta2.as_ref())
-                .is_some_and(|v| {
-                    v.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                });
+            let ready = kindcluster_is_ready(&kc);
             if ready {
                 Ok(())
             } else {

@@ -6,14 +6,14 @@ use std::time::Duration;
 use capkind::docker::ContainerRuntime;
 use capkind_api::capi::Cluster;
 use capkind_api::v1beta1::KindCluster;
-use capkind_test::docker::{Janitor, engine, token_label};
+use capkind_test::docker::{Janitor, engine, network_exists, token_label};
 use capkind_test::fixtures::{
-    cluster_with_kindcluster, kind_spec, kindcluster_owned_by, ready_cluster,
+    cluster_with_kindcluster, kind_spec, kindcluster_condition as cond, kindcluster_owned_by,
+    ready_cluster,
 };
 use capkind_test::{Manager, names, shared, wait};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -32,17 +32,6 @@ async fn env() -> Env {
     let ns = server.namespace(&client).await;
     let api = Api::namespaced(client.clone(), &ns);
     Env { client, ns, api }
-}
-
-fn cond(kc: &KindCluster, type_: &str) -> Option<Condition> {
-    kc.status
-        .as_ref()?
-        .v1beta2
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .cloned()
 }
 
 async fn wait_for(
@@ -279,15 +268,6 @@ async fn deletion_removes_the_container_the_network_it_made_and_the_finalizer() 
         !network_exists(&network),
         "the network {network} the provider made is left behind"
     );
-}
-
-fn network_exists(name: &str) -> bool {
-    std::process::Command::new("docker")
-        .args(["network", "inspect", name])
-        .output()
-        .expect("docker")
-        .status
-        .success()
 }
 
 #[tokio::test]

@@ -7,13 +7,12 @@ use base64::Engine;
 use capkind::docker::ContainerRuntime;
 use capkind_api::capi::Machine;
 use capkind_api::v1beta1::{KindCluster, KindMachine, MachineAddressType};
-use capkind_test::docker::{Janitor, engine};
+use capkind_test::docker::{Janitor, docker_cli, engine, sh};
 use capkind_test::fixtures::{
-    bootstrap_secret, is_ready, kindmachine_until, machine_spec, machine_with_kindmachine,
-    mark_cluster, node_has_provider_id, ready_cluster,
+    bootstrap_secret, is_ready, kindmachine_condition as cond, kindmachine_until, machine_spec,
+    machine_with_kindmachine, mark_cluster, node_has_provider_id, ready_cluster,
 };
 use capkind_test::{Manager, names, shared, wait};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
 
@@ -90,26 +89,6 @@ impl Env {
     async fn wait_ready(&self, name: &str) -> KindMachine {
         self.wait(name, "KindMachine ready", is_ready).await
     }
-}
-
-fn cond(km: &KindMachine, type_: &str) -> Option<Condition> {
-    km.status
-        .as_ref()?
-        .v1beta2
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .cloned()
-}
-
-async fn sh(container: &str, script: &str) -> String {
-    let out = engine()
-        .await
-        .exec(container, &["sh", "-c", script], None)
-        .await
-        .expect("exec");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn b64(data: &[u8]) -> String {
@@ -406,20 +385,6 @@ async fn manager_killed_during_bootstrap_never_runs_it_twice() {
     assert_eq!(owned, std::slice::from_ref(&name), "exactly one container");
 }
 
-/// `docker restart` of a node, as a user or a host reboot does it: the container comes back
-/// with an empty /run.
-fn docker_restart(container: &str) {
-    let out = std::process::Command::new("docker")
-        .args(["restart", "-t", "2", container])
-        .output()
-        .expect("docker restart");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn a_restarted_node_is_ready_again_without_a_second_bootstrap() {
     let mut e = env(true).await;
@@ -430,7 +395,7 @@ async fn a_restarted_node_is_ready_again_without_a_second_bootstrap() {
         .await;
     e.wait_ready(&name).await;
     for _ in 0..2 {
-        docker_restart(&name);
+        docker_cli(&["restart", "-t", "2", &name]);
         // The restart is seen (the container's events wake the machine) and the machine is
         // ready again once the container runs.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -460,7 +425,7 @@ async fn a_node_restarted_during_its_bootstrap_is_reported_not_bootstrapped_agai
         cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.message.contains("step 2 of"))
     })
     .await;
-    docker_restart(&name);
+    docker_cli(&["restart", "-t", "2", &name]);
     let km = e
         .wait(&name, "bootstrap reported interrupted", |km| {
             cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.reason == "BootstrapInterrupted")

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use capkind::docker::ContainerRuntime;
 use capkind_test::core::Role;
-use capkind_test::docker::{Janitor, engine, images, wait_lb_backends};
-use capkind_test::fixtures::is_ready;
+use capkind_test::docker::{
+    Janitor, docker_cli, engine, images, network_exists, sh, wait_lb_backends,
+};
+use capkind_test::fixtures::{is_ready, kindmachine_condition};
 use capkind_test::kubeadm::init_cloud_config;
 use capkind_test::kubeadm_cluster::{INIT_ARGS, KubeadmCluster, MACHINE_TIMEOUT, node};
 use capkind_test::process::ManagerProcess;
@@ -26,16 +28,6 @@ use kube::api::Api;
 
 /// Nodes Ready a little after their kubeadm is done.
 const NODE_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// Runs `script` in a node container; its stdout.
-async fn sh(container: &str, script: &str) -> String {
-    let out = engine()
-        .await
-        .exec(container, &["sh", "-c", script], None)
-        .await
-        .expect("exec");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// etcdctl on control-plane node `on`, against its own etcd member.
 fn etcdctl(args: &str) -> String {
@@ -69,18 +61,6 @@ async fn etcd_members(on: &str) -> Vec<(String, String)> {
         },
     )
     .await
-}
-
-fn docker(args: &[&str]) {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]
@@ -182,7 +162,7 @@ async fn kubeadm_cluster_lifecycle() {
     // A worker restarted: Ready again, its Pods answering again, its bootstrap not run again.
     let marker = "cat /var/lib/capkind/bootstrap.started";
     let started = sh(&workers[0], marker).await;
-    docker(&["restart", &workers[0]]);
+    docker_cli(&["restart", &workers[0]]);
     tokio::time::sleep(Duration::from_secs(5)).await;
     workload.nodes_ready(&all, NODE_TIMEOUT).await;
     let web = workload.pod_running("web", NODE_TIMEOUT).await;
@@ -208,7 +188,7 @@ async fn kubeadm_cluster_lifecycle() {
     .await;
 
     // The API keeps answering through the load balancer while a control-plane node is down.
-    docker(&["stop", "-t", "5", &cp1]);
+    docker_cli(&["stop", "-t", "5", &cp1]);
     for _ in 0..5 {
         let (ok, out) = workload.kubectl(&["get", "nodes", "-o", "name"]);
         // An API server answering with etcd's transient error during its election answered.
@@ -218,7 +198,7 @@ async fn kubeadm_cluster_lifecycle() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    docker(&["start", &cp1]);
+    docker_cli(&["start", &cp1]);
     workload.nodes_ready(&all, NODE_TIMEOUT).await;
 
     // Back to one, oldest first, as the control plane provider does it: the Machine is marked
@@ -308,11 +288,7 @@ async fn kubeadm_cluster_lifecycle() {
         .expect("list");
     assert!(left.is_empty(), "containers left: {left:?}");
     capkind_test::docker::assert_volumes_gone(&volumes);
-    let net = std::process::Command::new("docker")
-        .args(["network", "inspect", &network])
-        .output()
-        .expect("docker");
-    assert!(!net.status.success(), "network {network} left behind");
+    assert!(!network_exists(&network), "network {network} left behind");
     assert_eq!(
         host_sysctls(),
         sysctls,
@@ -358,27 +334,14 @@ async fn a_failing_kubeadm_init_is_reported_whole_and_without_secrets() {
         "bootstrap failure",
         MACHINE_TIMEOUT,
         |km| {
-            km.status
-                .as_ref()
-                .and_then(|s| s.v1beta2.as_ref())
-                .is_some_and(|v| {
-                    v.conditions.iter().any(|c| {
-                        c.type_ == "BootstrapExecSucceeded" && c.reason == "BootstrapFailed"
-                    })
-                })
+            kindmachine_condition(km, "BootstrapExecSucceeded")
+                .is_some_and(|c| c.reason == "BootstrapFailed")
         },
     )
     .await;
     let status = km.status.clone().expect("status");
-    let message = status
-        .v1beta2
-        .as_ref()
-        .and_then(|v| {
-            v.conditions
-                .iter()
-                .find(|c| c.type_ == "BootstrapExecSucceeded")
-        })
-        .map(|c| c.message.clone())
+    let message = kindmachine_condition(&km, "BootstrapExecSucceeded")
+        .map(|c| c.message)
         .expect("condition");
     let lines: Vec<&str> = message.lines().collect();
     assert!(

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use capkind::docker::ContainerRuntime;
-use capkind_test::docker::{Janitor, engine, images};
+use capkind_test::docker::{Janitor, engine, images, network_exists};
 use capkind_test::process::workspace_binary;
 use capkind_test::{names, wait};
 
@@ -160,15 +160,6 @@ fn sh(line: &str) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-fn network_exists(name: &str) -> bool {
-    Command::new("docker")
-        .args(["network", "inspect", name])
-        .output()
-        .expect("docker")
-        .status
-        .success()
 }
 
 /// Waits until the management plane's API server at `server` no longer answers.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use capkind_api::v1beta1::{KindCluster, KindMachine};
 use capkind_test::docker::Janitor;
 use capkind_test::fixtures::{
-    bootstrap_secret, is_ready, kindmachine_until, machine_spec, machine_with_kindmachine,
-    mark_cluster, ready_cluster,
+    bootstrap_secret, is_ready, kindmachine_condition, kindmachine_until, machine_spec,
+    machine_with_kindmachine, mark_cluster, ready_cluster,
 };
 use capkind_test::process::ManagerProcess;
 use capkind_test::signals::{log_problems, warnings};
@@ -90,15 +90,9 @@ impl Env {
     }
 }
 
+/// The BootstrapExecSucceeded condition's reason and message.
 fn bootstrap_condition(km: &KindMachine) -> Option<(String, String)> {
-    km.status
-        .as_ref()?
-        .v1beta2
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "BootstrapExecSucceeded")
-        .map(|c| (c.reason.clone(), c.message.clone()))
+    kindmachine_condition(km, "BootstrapExecSucceeded").map(|c| (c.reason, c.message))
 }
 
 /// A step that prints 200 lines (about 9 KB) then fails: the condition keeps the command, its

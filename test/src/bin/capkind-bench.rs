@@ -102,7 +102,7 @@ async fn floor(n: usize) -> Latencies {
                         &[
                             "sh",
                             "-c",
-                            "systemctl is-system-running; cat /run/capkind/*; ps -ef | head -30",
+                            "systemctl is-system-running; cat /var/lib/capkind/state/*; ps -ef | head -30",
                         ],
                         None,
                     )
