@@ -44,6 +44,8 @@ fn crds_follow_the_cluster_api_naming_and_contract_rules() {
             "kindclustertemplates.infrastructure.cluster.x-k8s.io",
             "kindmachines.infrastructure.cluster.x-k8s.io",
             "kindmachinetemplates.infrastructure.cluster.x-k8s.io",
+            "kindmachinepools.infrastructure.cluster.x-k8s.io",
+            "kindmachinepooltemplates.infrastructure.cluster.x-k8s.io",
         ]
     );
     for crd in capkind_api::crds::all() {

@@ -50,4 +50,34 @@ pub struct KindMachineTemplateStatus {
     /// by the cluster autoscaler to scale from zero.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capacity: BTreeMap<String, Quantity>,
+    /// The architecture and operating system of a node of this template, taken from the Docker
+    /// host; used by the cluster autoscaler to scale from zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_info: Option<NodeInfo>,
+}
+
+/// NodeInfo describes the node a KindMachine of this template becomes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    /// The CPU architecture of the node, as Kubernetes names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    /// The operating system of the node, as Kubernetes names it (linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_system: Option<String>,
+}
+
+/// A CPU architecture, as Kubernetes and Cluster API name it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// x86-64.
+    Amd64,
+    /// 64-bit ARM.
+    Arm64,
+    /// IBM Z.
+    S390x,
+    /// 64-bit POWER, little-endian.
+    Ppc64le,
 }
