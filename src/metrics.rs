@@ -410,7 +410,7 @@ mod tests {
             "capkind_reconcile_errors_total{controller=\"kindcluster\",reason=\"DockerUnavailable\"} 1",
             "controller_runtime_active_workers{controller=\"kindcluster\"} 0",
             "capkind_machines{phase=\"Ready\"} 2",
-            "capkind_build_info{version=\"0.1.0\"} 1",
+            "capkind_build_info{version=\"0.2.0\"} 1",
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }

@@ -86,6 +86,37 @@ pub fn last_lines(output: &str, n: usize, cut_at_start: bool) -> Vec<&str> {
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
+/// Console output as plain text: terminal control sequences (colours, cursor moves: ESC `[`
+/// up to a final letter, and ESC `]` up to BEL or ESC `\\`) and carriage returns removed.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() || c == '@' || c == '~' {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `text` with secrets hidden: the values of kubeadm's secret flags, bootstrap tokens
 /// (`abcdef.0123456789abcdef`), long hex strings (certificate keys) and PEM blocks.
 pub fn redact(text: &str) -> String {
@@ -160,6 +191,24 @@ fn is_secret_word(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_control_sequences_are_removed() {
+        let cases = [
+            ("plain\n", "plain\n"),
+            (
+                "\x1b[0;1;31mFailed to create inotify object\x1b[0m\r\n",
+                "Failed to create inotify object\n",
+            ),
+            ("\x1b]0;title\x07after", "after"),
+            ("\x1b]0;title\x1b\\after", "after"),
+            ("\x1b[?25l\x1b[2Kline", "line"),
+            ("ü\x1b", "ü"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(plain(input), want, "{input:?}");
+        }
+    }
 
     #[test]
     fn short_text_is_kept() {

@@ -44,14 +44,19 @@ const CONFIG_FILES: &[&str] = &[
 /// The script Ignition's kubeadm unit runs.
 const IGNITION_SCRIPT: &str = "/etc/kubeadm.sh";
 
-/// Applies the container fix-ups to every kubeadm command and configuration in `plan`.
-pub fn adapt(plan: &mut Plan) {
+/// The [`KUBELET_ARGS`] that only nodes in a private cgroup namespace get (kind v0.20's way;
+/// CAPD leaves them out for older images).
+const PRIVATE_CGROUPNS_ARGS: &[&str] = &["cgroup-root", "runtime-cgroups"];
+
+/// Applies the container fix-ups to every kubeadm command and configuration in `plan`, for a
+/// node in a cgroup namespace of its own or not (`private_cgroupns`).
+pub fn adapt(plan: &mut Plan, private_cgroupns: bool) {
     for step in &mut plan.steps {
         match step {
             Step::WriteFiles(files) => {
                 for f in files {
                     if CONFIG_FILES.contains(&f.path.as_str()) {
-                        if let Some(fixed) = fix_config(&f.content) {
+                        if let Some(fixed) = fix_config_for(&f.content, private_cgroupns) {
                             f.content = fixed;
                         }
                     } else if f.path == IGNITION_SCRIPT {
@@ -112,6 +117,11 @@ pub fn fix_argv(argv: &mut Vec<String>) {
 /// kubeadm's configuration (several YAML documents) with the node registration and kube-proxy
 /// settings of a container node; `None` when it does not parse (kubeadm itself then says why).
 pub fn fix_config(content: &[u8]) -> Option<Vec<u8>> {
+    fix_config_for(content, true)
+}
+
+/// [`fix_config`] for a node in a private cgroup namespace or in the host's.
+pub fn fix_config_for(content: &[u8], private_cgroupns: bool) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(content).ok()?;
     let mut docs = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
@@ -126,9 +136,9 @@ pub fn fix_config(content: &[u8]) -> Option<Vec<u8>> {
         match kind(doc).as_deref() {
             Some("InitConfiguration") => {
                 init = true;
-                fix_registration(doc);
+                fix_registration(doc, private_cgroupns);
             }
-            Some("JoinConfiguration") => fix_registration(doc),
+            Some("JoinConfiguration") => fix_registration(doc, private_cgroupns),
             Some("KubeProxyConfiguration") => set_conntrack(doc),
             _ => {}
         }
@@ -165,7 +175,7 @@ fn mapping<'a>(value: &'a mut Value, key: &str) -> Option<&'a mut Mapping> {
     entry.as_mapping_mut()
 }
 
-fn fix_registration(doc: &mut Value) {
+fn fix_registration(doc: &mut Value, private_cgroupns: bool) {
     let Some(registration) = mapping(doc, "nodeRegistration") else {
         return;
     };
@@ -181,17 +191,20 @@ fn fix_registration(doc: &mut Value) {
     if args.is_null() {
         *args = Value::Mapping(Mapping::new());
     }
+    let wanted = KUBELET_ARGS
+        .iter()
+        .filter(|(name, _)| private_cgroupns || !PRIVATE_CGROUPNS_ARGS.contains(name));
     match args {
         // kubeadm v1beta2 and v1beta3: a map of flag to value.
         Value::Mapping(map) => {
-            for (name, value) in KUBELET_ARGS {
+            for (name, value) in wanted {
                 map.entry(Value::from(*name))
                     .or_insert_with(|| Value::from(*value));
             }
         }
         // kubeadm v1beta4: a list of {name, value}.
         Value::Sequence(list) => {
-            for (name, value) in KUBELET_ARGS {
+            for (name, value) in wanted {
                 let present = list
                     .iter()
                     .any(|a| a.get("name").and_then(Value::as_str) == Some(name));
@@ -302,6 +315,21 @@ mod tests {
         assert_eq!(docs[2]["conntrack"]["maxPerCore"], 0);
         let again = fix_config(&fix_config(data).expect("fixed")).expect("fixed");
         assert_eq!(parse(&again), docs, "applying twice changes nothing");
+    }
+
+    #[test]
+    fn nodes_in_the_hosts_cgroup_namespace_keep_the_kubelets_cgroups() {
+        let data =
+            b"apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\nnodeRegistration: {}\n";
+        let docs = parse(&fix_config_for(data, false).expect("fixed"));
+        let args = docs[0]["nodeRegistration"]["kubeletExtraArgs"]
+            .as_mapping()
+            .expect("map");
+        let names: Vec<&str> = args.keys().filter_map(Value::as_str).collect();
+        assert_eq!(
+            names,
+            ["image-gc-high-threshold", "eviction-hard", "fail-swap-on"]
+        );
     }
 
     #[test]

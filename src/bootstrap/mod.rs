@@ -65,14 +65,22 @@ pub enum Error {
 }
 
 /// Parses the bootstrap Secret's `value` according to its `format` (default cloud-config), with
-/// the fix-ups a kubeadm node needs inside a container ([`kubeadm::adapt`]).
+/// the fix-ups a kubeadm node needs inside a container ([`kubeadm::adapt`]), for a node image
+/// that runs in a cgroup namespace of its own (kind v0.20 and later, the local node image).
 pub fn plan(format: Option<&str>, value: &[u8]) -> Result<Plan, Error> {
+    plan_for(format, value, true)
+}
+
+/// [`plan`] for a node in a private cgroup namespace (`private_cgroupns`) or in the host's
+/// (images of kind v0.19 and earlier, whose kubelet keeps its default cgroups, as CAPD runs
+/// them).
+pub fn plan_for(format: Option<&str>, value: &[u8], private_cgroupns: bool) -> Result<Plan, Error> {
     let mut plan = match format.unwrap_or("cloud-config") {
         "cloud-config" | "" => cloudinit::plan(value),
         "ignition" => ignition::plan(value),
         other => Err(Error::UnknownFormat(other.to_string())),
     }?;
-    kubeadm::adapt(&mut plan);
+    kubeadm::adapt(&mut plan, private_cgroupns);
     Ok(plan)
 }
 

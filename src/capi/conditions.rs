@@ -3,12 +3,23 @@
 //! changes, so recomputing an unchanged state yields an identical status (no writes, no churn).
 
 use capkind_api::v1beta1::{Condition, ConditionSeverity, ConditionStatus};
+use capkind_api::v1beta2::{Deprecated, V1Beta1Deprecated};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as MetaCondition, Time};
 
 /// Ready: the summary of the other conditions.
 pub const READY: &str = "Ready";
 /// Paused (v1beta2 list only, as Cluster API does).
 pub const PAUSED: &str = "Paused";
+
+/// The conditions while reconciliation is paused: only Paused changes (v1beta2 list).
+pub fn set_paused(
+    list: &mut Vec<MetaCondition>,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    set_v1beta2(list, &Cond::ok(PAUSED, "Paused", message), generation, now);
+}
 
 /// One condition as the controller decides it, before it is written in either shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +37,16 @@ pub struct Cond {
 }
 
 impl Cond {
+    /// Paused False: what every reconcile that is not paused writes.
+    pub fn not_paused() -> Self {
+        Self::not_ok(
+            PAUSED,
+            "NotPaused",
+            "Reconciliation is not paused",
+            ConditionSeverity::Info,
+        )
+    }
+
     /// A True condition.
     pub fn ok(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
         Self::new(
@@ -73,6 +94,14 @@ impl Cond {
             },
         }
     }
+}
+
+/// The v1beta1 part of `status.deprecated`, created when missing.
+pub fn deprecated(deprecated: &mut Option<Deprecated>) -> &mut V1Beta1Deprecated {
+    deprecated
+        .get_or_insert_with(Default::default)
+        .v1beta1
+        .get_or_insert_with(Default::default)
 }
 
 /// Writes `cond` into a v1beta1 list, keeping the transition time when the status is unchanged.

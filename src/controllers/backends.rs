@@ -3,9 +3,10 @@
 //! come and go. Both compute it the same way, so they never undo each other's writes.
 
 use capkind_api::capi::{CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL, Machine};
-use capkind_api::v1beta1::KindCluster;
+use capkind_api::v1beta2::KindCluster;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
@@ -18,6 +19,7 @@ use crate::node;
 /// whose Machine is being deleted, so they drain) and puts it in place when it changed.
 pub async fn reconfigure<D: ContainerRuntime>(
     ctx: &Context<D>,
+    machines: Option<&Store<Machine>>,
     kc: &KindCluster,
     cluster: &str,
     ipv6: bool,
@@ -34,27 +36,30 @@ pub async fn reconfigure<D: ContainerRuntime>(
                 name: r.name.clone(),
             })?,
     };
-    let draining = draining_nodes(ctx, &namespace, cluster).await?;
+    let draining = draining_nodes(ctx, machines, &namespace, cluster).await?;
     let backends =
         loadbalancer::backends(&ctx.docker, cluster, &ctx.network(kc), &draining).await?;
-    let port = kc
-        .spec
-        .control_plane_endpoint
-        .as_ref()
-        .map_or(6443, |e| e.port);
     let input = config::Input {
-        frontend_port: u16::try_from(port).unwrap_or(6443),
+        frontend_port: loadbalancer::frontend_port(kc),
         ipv6,
         backends,
     };
     let rendered = config::render(&template, &input)?;
-    if loadbalancer::write_config(
+    let written = match loadbalancer::write_config(
         &ctx.docker,
         &loadbalancer::container_name(cluster),
         &rendered,
     )
-    .await?
+    .await
     {
+        // Restarted meanwhile: its start brings the KindCluster's reconcile, which writes it.
+        Err(loadbalancer::Error::NotRunning { container }) => {
+            tracing::debug!(%container, "load balancer not running; configured when it starts");
+            false
+        }
+        other => other?,
+    };
+    if written {
         let servers: Vec<String> = input
             .backends
             .iter()
@@ -72,17 +77,17 @@ pub async fn reconfigure<D: ContainerRuntime>(
 /// The node containers of the cluster's control-plane Machines that are being deleted.
 async fn draining_nodes<D>(
     ctx: &Context<D>,
+    machines: Option<&Store<Machine>>,
     namespace: &str,
     cluster: &str,
 ) -> Result<Vec<String>, Error> {
     let deleting = |m: &Machine| m.meta().deletion_timestamp.is_some();
     let name = |m: &Machine| node::container_name(cluster, &m.name_any());
     // The KindMachine controller's cache of Machines, once it holds its first full list.
-    if let Some(cache) = ctx.cache.get()
-        && super::is_ready(&cache.machines)
+    if let Some(cache) = machines
+        && super::is_ready(cache)
     {
         return Ok(cache
-            .machines
             .state()
             .iter()
             .filter(|m| {
@@ -95,7 +100,8 @@ async fn draining_nodes<D>(
             .collect());
     }
     let selector = format!("{CLUSTER_NAME_LABEL}={cluster},{CONTROL_PLANE_LABEL}");
-    let machines = Api::<Machine>::namespaced(ctx.client.clone(), namespace)
+    let machines = ctx
+        .machines(namespace)
         .list(&ListParams::default().labels(&selector))
         .await?;
     Ok(machines

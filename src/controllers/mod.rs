@@ -1,19 +1,21 @@
 //! The reconcilers and what they share: the [`Context`], the [`Error`] with its short reason,
-//! per-object backoff, finalizers and status writes.
-//!
-//! Order of the contract checks, in every reconciler, on purpose: externally managed objects are
-//! left alone; without an owner nothing is done (a deleted object without owner just loses its
-//! finalizer); pause is honoured before anything else, deletion included; the finalizer is added
-//! only once the owner exists.
+//! the contract checks ([`contract`]), per-object backoff, finalizers and status writes.
 
 pub mod backends;
+pub mod contract;
+pub mod images;
 pub mod kindcluster;
 pub mod kindmachine;
+pub mod kindmachinepool;
+pub mod kindmachinetemplate;
+#[cfg(test)]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use capkind_api::capi::{self, Cluster, Machine};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -25,12 +27,33 @@ use serde::de::DeserializeOwned;
 use crate::docker;
 use crate::loadbalancer;
 use crate::metrics::Metrics;
-use crate::node::Privileges;
 
 /// The field manager of every write the provider makes.
 pub const FIELD_MANAGER: &str = "capkind";
 
-/// Everything a reconciler needs, shared by all its workers.
+/// The API group of the objects the controllers reconcile, as their log lines name it.
+pub use capkind_api::GROUP;
+
+/// A fresh ID for one reconcile, in the UUID shape controller-runtime's `reconcileID` has, so
+/// a reconcile's log lines can be picked out of interleaved ones.
+pub fn reconcile_id() -> String {
+    const VERSION: u128 = 0xf << 76;
+    const VARIANT: u128 = 0x3 << 62;
+    // Version 4 (random), RFC 4122 variant.
+    let n = (fastrand::u128(..) & !VERSION & !VARIANT) | (0x4 << 76) | (0x2 << 62);
+    let hex = format!("{n:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// What both reconcilers need, shared by all their workers (the KindMachine controller's own
+/// state is `kindmachine::Machines`).
 pub struct Context<D> {
     /// The management cluster.
     pub client: Client,
@@ -40,36 +63,19 @@ pub struct Context<D> {
     pub recorder: Recorder,
     /// How often a healthy object is looked at again without any change.
     pub sync_period: Duration,
-    /// How node containers get their rights.
-    pub node_privileges: Privileges,
     /// Metrics of reconciles, Docker calls, bootstraps and machines.
     pub metrics: Arc<Metrics>,
     /// The Docker network of KindClusters that name none.
     pub default_network: String,
     /// Set once the controller's cache holds its first full list.
     pub cache_synced: Arc<std::sync::atomic::AtomicBool>,
-    /// Nodes whose provider ID is known to be set in their workload cluster.
-    pub nodes_done: Mutex<std::collections::HashSet<String>>,
-    /// Wakes: objects (namespace, name) to reconcile now, fed into the controller by its `run`.
-    pub wake: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-    wakeups: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
-    /// Containers in which a background task waits for the bootstrap to end.
-    pub bootstrap_waits: kindmachine::bootstrap::Waits,
-    /// The caches of the watches a controller keeps anyway, for reads without a request;
-    /// set by the controller's `run`. Without it, reads go to the API server.
-    pub cache: std::sync::OnceLock<Cache>,
+    /// The version Cluster API's Cluster and Machine are read through: the newest the API
+    /// server serves, found at start-up (v1beta1, which every release up to v1.15 serves,
+    /// until then).
+    pub capi: capi::Version,
+    /// Images pulled when missing, once each, shared by both controllers.
+    pub images: Arc<images::Pulls>,
     failures: Mutex<HashMap<String, u32>>,
-}
-
-/// The objects the KindMachine controller reads on every reconcile, as its watches see them.
-#[derive(Clone)]
-pub struct Cache {
-    /// Machines.
-    pub machines: Store<capkind_api::capi::Machine>,
-    /// Clusters.
-    pub clusters: Store<capkind_api::capi::Cluster>,
-    /// KindClusters.
-    pub kind_clusters: Store<capkind_api::v1beta1::KindCluster>,
 }
 
 /// Whether a watch cache holds its first full list (without waiting: the readiness signal
@@ -82,31 +88,26 @@ where
     futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
 }
 
-/// Reads `name` in `namespace` from `cache` once it holds its first full list, else (and when
-/// the cache does not have it, as with an object created a moment ago) from the API server.
-/// An object from the cache may be a moment old; its watch then triggers another reconcile.
+/// Reads the object `key` names from `cache` once it holds its first full list, else (and when
+/// the cache does not have it, as with an object created a moment ago) through `api`, which
+/// must be of the key's namespace. An object from the cache may be a moment old; its watch then
+/// triggers another reconcile.
 pub async fn read<K>(
     cache: Option<&Store<K>>,
-    client: &Client,
-    namespace: &str,
-    name: &str,
+    api: &Api<K>,
+    key: &ObjectRef<K>,
 ) -> Result<Option<K>, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + 'static,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     if let Some(store) = cache
         && is_ready(store)
-        && let Some(found) = store.get(&ObjectRef::new(name).within(namespace))
+        && let Some(found) = store.get(key)
     {
         return Ok(Some(found.as_ref().clone()));
     }
-    Api::<K>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
+    api.get_opt(&key.name).await
 }
 
 impl<D> Context<D> {
@@ -116,21 +117,16 @@ impl<D> Context<D> {
             controller: format!("capkind-{controller}"),
             instance: std::env::var("POD_NAME").ok(),
         };
-        let (wake, wakeups) = tokio::sync::mpsc::unbounded_channel();
         Self {
-            wake,
-            wakeups: Mutex::new(Some(wakeups)),
-            bootstrap_waits: Arc::default(),
-            cache: std::sync::OnceLock::new(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             docker,
             sync_period,
-            node_privileges: Privileges::default(),
-            nodes_done: Mutex::default(),
             cache_synced: Arc::default(),
+            capi: capi::Version::default(),
             metrics: Arc::default(),
-            default_network: capkind_api::v1beta1::DEFAULT_NETWORK.to_string(),
+            default_network: capkind_api::v1beta2::DEFAULT_NETWORK.to_string(),
+            images: Arc::default(),
             failures: Mutex::default(),
         }
     }
@@ -141,6 +137,37 @@ impl<D> Context<D> {
         self
     }
 
+    /// Pulls missing images through `pulls` (shared with the other controller, so that an
+    /// image is pulled once).
+    pub fn with_images(mut self, pulls: Arc<images::Pulls>) -> Self {
+        self.images = pulls;
+        self
+    }
+
+    /// Reads Cluster API's Cluster and Machine through `version`.
+    pub fn with_capi(mut self, version: capi::Version) -> Self {
+        self.capi = version;
+        self
+    }
+
+    /// The Clusters of `namespace`, read through the version chosen.
+    pub fn clusters(&self, namespace: &str) -> Api<Cluster> {
+        Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &Cluster::api_resource(self.capi),
+        )
+    }
+
+    /// The Machines of `namespace`, read through the version chosen.
+    pub fn machines(&self, namespace: &str) -> Api<Machine> {
+        Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &Machine::api_resource(self.capi),
+        )
+    }
+
     /// Uses `network` for KindClusters that name none.
     pub fn with_default_network(mut self, network: impl Into<String>) -> Self {
         self.default_network = network.into();
@@ -148,31 +175,11 @@ impl<D> Context<D> {
     }
 
     /// The Docker network of a KindCluster.
-    pub fn network(&self, kc: &capkind_api::v1beta1::KindCluster) -> String {
+    pub fn network(&self, kc: &capkind_api::v1beta2::KindCluster) -> String {
         kc.spec
             .network
             .clone()
             .unwrap_or_else(|| self.default_network.clone())
-    }
-
-    /// Sets how node containers get their rights.
-    pub fn with_node_privileges(mut self, privileges: Privileges) -> Self {
-        self.node_privileges = privileges;
-        self
-    }
-
-    /// The objects to reconcile at once that [`Context::wake`] receives, as a stream of
-    /// references; the first call takes the stream, later calls get an empty one.
-    pub fn wakeups<K>(&self) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
-    where
-        K: Resource<DynamicType = ()> + 'static,
-    {
-        let receiver = self.wakeups.lock().ok().and_then(|mut r| r.take());
-        futures::stream::unfold(receiver, |receiver| async move {
-            let mut receiver = receiver?;
-            let (namespace, name) = receiver.recv().await?;
-            Some((ObjectRef::new(&name).within(&namespace), Some(receiver)))
-        })
     }
 
     /// Forgets the failures of an object that reconciled successfully.
@@ -247,11 +254,21 @@ pub enum Error {
         len = name.len(), max = crate::node::MAX_HOSTNAME
     )]
     NameTooLong { name: String },
-    /// The image is not in the Docker engine.
+    /// The image went from the Docker engine between its pull and its use.
     #[error(
-        "image {image} is not present in the Docker engine; load it (docker load, or docker pull where a registry is reachable)"
+        "image {image} is no longer in the Docker engine (removed after it was pulled?); it is pulled again"
     )]
     ImageMissing { image: String },
+    /// The image is missing and being pulled (`preload`: one of `preLoadImages`).
+    #[error("pulling image {image}, which the Docker engine does not have yet")]
+    ImagePulling { image: String, preload: bool },
+    /// The image is missing and could not be pulled.
+    #[error("{}", pull_failure(image, error))]
+    ImagePull {
+        image: String,
+        preload: bool,
+        error: Arc<images::PullError>,
+    },
     /// No image can be chosen for the node.
     #[error(transparent)]
     NoImage(#[from] crate::node::NoImage),
@@ -282,6 +299,28 @@ impl Error {
         matches!(self, Error::Kube(kube::Error::Api(e)) if e.code == 409)
     }
 
+    /// Not a failure: something is under way (an image being pulled). Shown in the status
+    /// with a Normal event, and looked at again soon without backoff.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Error::ImagePulling { .. })
+    }
+
+    /// The same error about one of `preLoadImages` (shown in the bootstrap's condition).
+    pub fn preloading(self) -> Self {
+        match self {
+            Error::ImagePulling { image, .. } => Error::ImagePulling {
+                image,
+                preload: true,
+            },
+            Error::ImagePull { image, error, .. } => Error::ImagePull {
+                image,
+                preload: true,
+                error,
+            },
+            other => other,
+        }
+    }
+
     /// Nothing changes by trying again: the user must change an object (a name). Such errors
     /// wait for a change instead of a retry.
     pub fn is_terminal(&self) -> bool {
@@ -309,12 +348,27 @@ impl Error {
             Error::Docker(docker::Error::Unavailable { .. }) => "DockerUnavailable",
             Error::Docker(_) => "DockerError",
             Error::LoadBalancerConfig(loadbalancer::Error::Invalid(_)) => "HAProxyConfigInvalid",
+            Error::LoadBalancerConfig(loadbalancer::Error::Docker(
+                docker::Error::Unavailable { .. },
+            )) => "DockerUnavailable",
             Error::LoadBalancerConfig(_) => "LoadBalancerConfigFailed",
             Error::Template(_) => "HAProxyTemplateInvalid",
             Error::TemplateNotFound { .. } => "HAProxyTemplateNotFound",
             Error::NameConflict { .. } | Error::NameTaken { .. } => "ContainerNameConflict",
             Error::NameTooLong { .. } => "ContainerNameTooLong",
             Error::ImageMissing { .. } => "ImageNotFound",
+            Error::ImagePulling { .. } => "PullingImage",
+            Error::ImagePull { error, .. } => match error.as_ref() {
+                images::PullError::Credentials(_) => "DockerConfigInvalid",
+                images::PullError::Docker(docker::Error::Pull { failure, .. }) => match failure {
+                    docker::PullFailure::NotFound => "ImageNotFound",
+                    docker::PullFailure::Unauthorized => "ImagePullUnauthorized",
+                    docker::PullFailure::Unreachable => "ImageRegistryUnreachable",
+                    docker::PullFailure::Other => "ImagePullFailed",
+                },
+                images::PullError::Docker(docker::Error::Unavailable { .. }) => "DockerUnavailable",
+                images::PullError::Docker(_) => "ImagePullFailed",
+            },
             Error::NoAddress { .. } => "ContainerAddressMissing",
             Error::KindClusterNotFound { .. } => "KindClusterNotFound",
             Error::NoImage(_) => "NodeImageUnknown",
@@ -323,6 +377,32 @@ impl Error {
             Error::BootstrapSecretMissing { .. } => "BootstrapSecretNotFound",
             Error::BadTimeout(_) => "BootstrapTimeoutInvalid",
         }
+    }
+}
+
+/// What a user is told of a failed pull: the engine's or registry's answer, and what to do.
+fn pull_failure(image: &str, error: &images::PullError) -> String {
+    let hint = match error {
+        images::PullError::Docker(docker::Error::Pull { failure, .. }) => match failure {
+            docker::PullFailure::NotFound => {
+                "; check the image's name and tag (spec.customImage, the Machine's version, the load balancer's imageRepository and imageTag, preLoadImages)".to_string()
+            }
+            docker::PullFailure::Unauthorized => format!(
+                "; give the manager credentials for {} in the Docker configuration it reads (--docker-config)",
+                docker::credentials::registry_of(image)
+            ),
+            docker::PullFailure::Unreachable => {
+                "; the Docker engine must reach the registry (is it running? a proxy?)".to_string()
+            }
+            docker::PullFailure::Other => String::new(),
+        },
+        images::PullError::Docker(_) => String::new(),
+        images::PullError::Credentials(_) => "; fix or remove the file".to_string(),
+    };
+    match error {
+        images::PullError::Credentials(e) => format!("cannot pull image {image}: {e}{hint}"),
+        images::PullError::Docker(e @ docker::Error::Pull { .. }) => format!("{e}{hint}"),
+        images::PullError::Docker(e) => format!("cannot pull image {image}: {e}"),
     }
 }
 
@@ -385,33 +465,39 @@ where
                     return;
                 }
             }
+            // Ends with the controller: its end drops the receiver.
             if connected {
-                while let Some(item) = events.next().await {
-                    if item.is_err() {
-                        break;
+                loop {
+                    tokio::select! {
+                        item = events.next() => if !matches!(item, Some(Ok(_))) { break },
+                        () = tx.closed() => return,
                     }
                 }
             } else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tx.closed() => return,
+                }
             }
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }
 
-/// Runs `reconcile` and counts it in the metrics under `controller`.
-pub async fn counted<K, D, F, Fut>(
+/// Runs `reconcile` and counts it in `metrics` under `controller`.
+pub async fn counted<K, C, F, Fut>(
     controller: &'static str,
+    metrics: &Metrics,
     obj: Arc<K>,
-    ctx: Arc<Context<D>>,
+    ctx: Arc<C>,
     reconcile: F,
 ) -> Result<Action, Error>
 where
-    F: FnOnce(Arc<K>, Arc<Context<D>>) -> Fut,
+    F: FnOnce(Arc<K>, Arc<C>) -> Fut,
     Fut: std::future::Future<Output = Result<Action, Error>>,
 {
-    let timer = ctx.metrics.reconcile(controller);
-    let result = match reconcile(obj, ctx.clone()).await {
+    let timer = metrics.reconcile(controller);
+    let result = match reconcile(obj, ctx).await {
         Err(e) if e.is_conflict() => {
             tracing::debug!(error = %e, "object changed while reconciling; again with the new one");
             Ok(Action::requeue(Duration::from_millis(100)))
@@ -471,17 +557,42 @@ impl Scope {
         }
     }
 
+    /// The API of kind `K`, whose version is known at run time as `dyntype`, within the scope.
+    pub fn api_with<K>(&self, client: Client, dyntype: &K::DynamicType) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::DynamicResourceScope>,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced_with(client, ns, dyntype),
+            None => Api::all_with(client, dyntype),
+        }
+    }
+
     /// The watcher configuration within the scope.
     pub fn watcher(&self) -> kube::runtime::watcher::Config {
         let config = kube::runtime::watcher::Config::default();
         match &self.watch_filter {
-            Some(value) => config.labels(&format!(
-                "{}={value}",
-                capkind_api::capi::WATCH_FILTER_LABEL
-            )),
+            Some(value) => config.labels(&format!("{}={value}", capi::WATCH_FILTER_LABEL)),
             None => config,
         }
     }
+}
+
+/// The watch of `api` within `scope`, filling `writer`'s cache on the way (without managed
+/// fields, which nothing reads and which take most of the room).
+pub fn cached<K>(
+    writer: kube::runtime::reflector::store::Writer<K>,
+    api: kube::Api<K>,
+    scope: &Scope,
+) -> impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    use kube::runtime::WatchStreamExt;
+    let objects =
+        kube::runtime::watcher(api, scope.watcher()).modify(|o| o.managed_fields_mut().clear());
+    kube::runtime::reflector(writer, objects).touched_objects()
 }
 
 /// The key of an object in the backoff table.
@@ -490,17 +601,13 @@ pub fn key<K: Resource>(obj: &K) -> String {
 }
 
 /// Retries a failed object with per-object exponential backoff.
-pub fn error_policy<K: Resource, D>(
-    obj: std::sync::Arc<K>,
-    error: &Error,
-    ctx: std::sync::Arc<Context<D>>,
-) -> Action {
+pub fn error_policy<K: Resource, D>(obj: &K, error: &Error, ctx: &Context<D>) -> Action {
     if error.is_terminal() {
-        tracing::warn!(object = %key(obj.as_ref()), reason = error.reason(), error = %error, "reconcile failed; waiting for a change");
+        tracing::warn!(object = %key(obj), reason = error.reason(), error = %error, "reconcile failed; waiting for a change");
         return Action::await_change();
     }
-    let delay = ctx.backoff(&key(obj.as_ref()));
-    tracing::warn!(object = %key(obj.as_ref()), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.backoff(&key(obj));
+    tracing::warn!(object = %key(obj), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -597,15 +704,25 @@ where
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use capkind_api::capi::Machine;
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher;
 
     use super::*;
 
+    #[test]
+    fn reconcile_ids_are_version_4_uuids_and_differ() {
+        let (a, b) = (reconcile_id(), reconcile_id());
+        assert_ne!(a, b);
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{a}");
+        assert_eq!(&a[14..15], "4", "{a}");
+        assert!("89ab".contains(&a[19..20]), "{a}");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{a}");
+    }
+
     fn machine(name: &str) -> Machine {
         serde_json::from_value(serde_json::json!({
-            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
             "metadata": {"name": name, "namespace": "ns"},
             "spec": {"clusterName": "c", "bootstrap": {}, "infrastructureRef": {}}
         }))
@@ -633,15 +750,21 @@ mod tests {
     async fn reads_come_from_a_synced_cache_and_fall_back_to_the_api() {
         let requests = Arc::new(AtomicUsize::new(0));
         let client = client(requests.clone());
-        let mut writer: Writer<Machine> = Writer::default();
+        let ar = Machine::api_resource(capi::Version::V1Beta2);
+        let mut writer: Writer<Machine> = Writer::new(ar.clone());
         let store = writer.as_reader();
         let read = |name: &'static str| {
-            let (store, client) = (store.clone(), client.clone());
+            let (store, ar) = (store.clone(), ar.clone());
+            let api = Api::<Machine>::namespaced_with(client.clone(), "ns", &ar);
             async move {
-                read(Some(&store), &client, "ns", name)
-                    .await
-                    .expect("read")
-                    .map(|m| m.name_any())
+                read(
+                    Some(&store),
+                    &api,
+                    &ObjectRef::new_with(name, ar).within("ns"),
+                )
+                .await
+                .expect("read")
+                .map(|m| m.name_any())
             }
         };
 

@@ -1,8 +1,12 @@
 //! The real [`ContainerRuntime`]: the Docker Engine API through bollard.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
@@ -11,23 +15,41 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
 
+use super::address::{self, Subnet};
 use super::{
-    Container, ContainerEvent, ContainerRuntime, ContainerSpec, Error, ExecOutput, HostSettings,
-    Network, NetworkAddress, PublishedPort, Result, labels,
+    Container, ContainerEvent, ContainerRuntime, ContainerSpec, Error, ExecOutput, HostInfo,
+    HostSettings, Network, NetworkAddress, PublishedPort, PullFailure, RegistryAuth, Result,
+    labels,
 };
 
 /// A connection to a Docker engine.
 #[derive(Clone, Debug)]
 pub struct Engine {
     docker: Docker,
+    addresses: Arc<Mutex<Addresses>>,
 }
+
+/// Fixed addresses handed out by [`ContainerRuntime::free_address`] and not yet seen on a
+/// container, so that concurrent creations on one network never pick the same one.
+#[derive(Debug, Default)]
+struct Addresses {
+    /// (network, address) -> when it was handed out.
+    handed_out: HashMap<(String, Ipv4Addr), Instant>,
+    /// Networks whose subnet Docker did not let us choose: no fixed addresses there.
+    dynamic_only: HashSet<String>,
+}
+
+/// How long a handed-out address stays reserved: long enough for the container that takes it
+/// to be created (from then on the container itself shows it).
+const HANDED_OUT_FOR: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://...`), or to DOCKER_HOST or the
@@ -48,11 +70,54 @@ impl Engine {
             .negotiate_version()
             .await
             .map_err(|e| classify("negotiate API version", e))?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            addresses: Arc::default(),
+        })
     }
 }
 
 impl Engine {
+    /// Every IPv4 address on `network` that a container holds or will take when it starts:
+    /// running ones and the fixed addresses of stopped or created ones, whoever made them.
+    async fn addresses_on(&self, network: &str) -> Result<BTreeSet<Ipv4Addr>> {
+        let found = self.list_all("network", vec![network.to_string()]).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| c.network_settings?.networks?.remove(network))
+            .flat_map(|ep| {
+                let fixed = ep.ipam_config.and_then(|i| i.ipv4_address);
+                [fixed, ep.ip_address]
+            })
+            .flatten()
+            .filter_map(|a| a.parse().ok())
+            .collect())
+    }
+
+    /// Gives no fixed addresses on `network` from now on.
+    fn dynamic_only(&self, network: &str) {
+        if let Ok(mut a) = self.addresses.lock() {
+            a.dynamic_only.insert(network.to_string());
+        }
+    }
+
+    /// Every container, running or not, that matches the filter `key` with one of `values`.
+    async fn list_all(
+        &self,
+        key: &str,
+        values: Vec<String>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filters = HashMap::from([(key.to_string(), values)]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| classify(format!("list containers by {key}"), e))
+    }
+
     async fn subnets_in_use(&self) -> Result<Vec<String>> {
         let networks = self
             .docker
@@ -85,6 +150,9 @@ impl Engine {
                 )])),
                 ipam: free_subnet(&taken).map(|subnet| Ipam {
                     config: Some(vec![IpamConfig {
+                        // Docker's allocator keeps to the lower half; fixed addresses (see
+                        // `address`) take the upper.
+                        ip_range: Subnet::parse(&subnet).and_then(Subnet::lower_half),
                         subnet: Some(subnet),
                         ..Default::default()
                     }]),
@@ -114,6 +182,72 @@ impl Engine {
                 Err(other) => return Err(other),
             }
         }
+    }
+}
+
+impl Engine {
+    /// Leaves one network named `name` where there are several that the provider created.
+    /// Docker 20.10 does not refuse a second network of a name through its API, and a create
+    /// whose answer was lost (a manager killed, the socket cut) can land after another
+    /// manager's inspect found nothing: then every lookup by name fails as ambiguous. The one
+    /// kept is the same for every manager: one with containers, else the oldest (then the
+    /// smallest ID); the others, empty, are removed. Networks someone else made are left.
+    async fn settle_duplicates(&self, name: &str) -> Result<()> {
+        let what = || format!("network {name}");
+        let options = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(HashMap::from([(
+                "name".to_string(),
+                vec![name.to_string()],
+            )])),
+        };
+        let found: Vec<_> = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| classify(what(), e))?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .collect();
+        if found.len() < 2 {
+            return Ok(());
+        }
+        let ours = |labels: &Option<HashMap<String, String>>| {
+            labels
+                .as_ref()
+                .and_then(|l| l.get(labels::NETWORK_CREATED_BY))
+                .map(String::as_str)
+                == Some(labels::CREATED_BY_CAPKIND)
+        };
+        if !found.iter().all(|n| ours(&n.labels)) {
+            return Ok(());
+        }
+        // The list leaves out attached containers; an inspect by ID has them.
+        let mut candidates = Vec::new();
+        for n in &found {
+            let id = n.id.clone().unwrap_or_default();
+            let inspect = self
+                .docker
+                .inspect_network(&id, None)
+                .await
+                .map_err(|e| classify(what(), e))?;
+            let empty = inspect.containers.as_ref().is_none_or(|c| c.is_empty());
+            candidates.push((empty, n.created.clone().unwrap_or_default(), id));
+        }
+        candidates.sort();
+        for (empty, _, id) in candidates.into_iter().skip(1) {
+            if !empty {
+                continue;
+            }
+            tracing::info!(network = name, id, "removing a duplicate of the network");
+            match self.docker.remove_network(&id).await {
+                Ok(()) => {}
+                Err(e) => match classify(what(), e) {
+                    Error::NotFound { .. } => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(())
     }
 }
 
@@ -253,6 +387,40 @@ fn classify(what: impl Into<String>, err: BollardError) -> Error {
     }
 }
 
+/// A failed pull: the registry's answer as the engine relays it (in the stream, or as the
+/// answer to the request), classified; an engine that does not answer stays `Unavailable`.
+fn pull_error(image: &str, err: BollardError) -> Error {
+    let (status, message) = match err {
+        BollardError::DockerStreamError { error } => (None, error),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => (Some(status_code), message),
+        other => return classify(format!("pull image {image}"), other),
+    };
+    let failure = match PullFailure::classify(&message) {
+        PullFailure::Other if status == Some(404) => PullFailure::NotFound,
+        f => f,
+    };
+    Error::Pull {
+        image: image.to_string(),
+        failure,
+        message,
+    }
+}
+
+/// The engine's form of a registry's credentials.
+fn credentials(auth: &RegistryAuth) -> DockerCredentials {
+    let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    DockerCredentials {
+        username: some(&auth.username),
+        password: some(&auth.password),
+        identitytoken: some(&auth.identity_token),
+        serveraddress: some(&auth.server),
+        ..Default::default()
+    }
+}
+
 fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let mut port_bindings = HashMap::new();
     for p in &spec.ports {
@@ -374,8 +542,18 @@ fn container_from(inspect: ContainerInspectResponse) -> Container {
             .to_string(),
         image: config.image.unwrap_or_default(),
         labels: config.labels.unwrap_or_default().into_iter().collect(),
-        running: state.running.unwrap_or(false),
+        // Docker counts a container waiting for its restart policy as running.
+        running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
+        started_at: state
+            .started_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .filter(|t| t.timestamp() > 0),
         state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        exit_code: state.exit_code.unwrap_or_default(),
+        restart_count: inspect.restart_count.unwrap_or_default(),
+        error: state.error.unwrap_or_default(),
         networks,
         published,
         volume_names: inspect
@@ -412,6 +590,16 @@ impl ContainerRuntime for Engine {
             .map_err(|e| classify("ping", e))
     }
 
+    async fn host(&self) -> Result<HostInfo> {
+        let info = self.docker.info().await.map_err(|e| classify("info", e))?;
+        Ok(HostInfo {
+            cpus: info.ncpu.unwrap_or_default(),
+            memory_bytes: info.mem_total.unwrap_or_default(),
+            architecture: info.architecture.unwrap_or_default(),
+            os_type: info.os_type.unwrap_or_default(),
+        })
+    }
+
     async fn image_exists(&self, image: &str) -> Result<bool> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
@@ -420,6 +608,21 @@ impl ContainerRuntime for Engine {
                 other => Err(other),
             },
         }
+    }
+
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<()> {
+        let reference = super::credentials::with_default_tag(image);
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&reference)
+            .build();
+        let mut progress = self
+            .docker
+            .create_image(Some(options), None, auth.map(credentials));
+        // The progress itself is not kept: the engine reports the end, or why not.
+        while let Some(item) = progress.next().await {
+            item.map_err(|e| pull_error(image, e))?;
+        }
+        Ok(())
     }
 
     async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>> {
@@ -444,6 +647,14 @@ impl ContainerRuntime for Engine {
             Err(e) => match classify(what(), e) {
                 Error::NotFound { .. } => {
                     self.create_network(name).await?;
+                    self.settle_duplicates(name).await?;
+                    self.docker
+                        .inspect_network(name, None)
+                        .await
+                        .map_err(|e| classify(what(), e))?
+                }
+                Error::Engine { message, .. } if message.contains("ambiguous") => {
+                    self.settle_duplicates(name).await?;
                     self.docker
                         .inspect_network(name, None)
                         .await
@@ -466,6 +677,66 @@ impl ContainerRuntime for Engine {
         })
     }
 
+    async fn free_address(&self, network: &str) -> Result<Option<String>> {
+        if self
+            .addresses
+            .lock()
+            .is_ok_and(|a| a.dynamic_only.contains(network))
+        {
+            return Ok(None);
+        }
+        let inspect = self
+            .docker
+            .inspect_network(network, None)
+            .await
+            .map_err(|e| classify(format!("network {network}"), e))?;
+        let ours = inspect.labels.as_ref().is_some_and(|l| {
+            l.get(labels::NETWORK_CREATED_BY).map(String::as_str)
+                == Some(labels::CREATED_BY_CAPKIND)
+        });
+        let Some(ipv4) = inspect
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.subnet.as_deref().and_then(Subnet::parse).is_some())
+        else {
+            return Ok(None);
+        };
+        // Docker shows a gateway for a subnet it chose itself (where it refuses fixed
+        // addresses), none for one given by hand without a gateway (as ours are).
+        if !ours && ipv4.gateway.is_some() {
+            self.dynamic_only(network);
+            return Ok(None);
+        }
+        let mut taken = self.addresses_on(network).await?;
+        let Ok(mut addresses) = self.addresses.lock() else {
+            return Ok(None);
+        };
+        addresses
+            .handed_out
+            .retain(|_, at| at.elapsed() < HANDED_OUT_FOR);
+        taken.extend(
+            addresses
+                .handed_out
+                .keys()
+                .filter(|(n, _)| n == network)
+                .map(|(_, ip)| *ip),
+        );
+        let picked = address::pick(
+            ipv4.subnet.as_deref().unwrap_or_default(),
+            ipv4.ip_range.as_deref(),
+            ipv4.gateway.as_deref(),
+            &taken,
+        );
+        if let Some(ip) = picked {
+            addresses
+                .handed_out
+                .insert((network.to_string(), ip), Instant::now());
+        }
+        Ok(picked.map(|ip| ip.to_string()))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
@@ -479,10 +750,23 @@ impl ContainerRuntime for Engine {
     }
 
     async fn start(&self, name: &str) -> Result<()> {
-        self.docker
+        let result = self
+            .docker
             .start_container(name, None)
             .await
-            .map_err(|e| classify(format!("start container {name}"), e))
+            .map_err(|e| classify(format!("start container {name}"), e));
+        // A network that takes no fixed address after all: the next container there goes
+        // without one.
+        if let Err(Error::Engine { message, .. }) = &result
+            && message.contains("user specified IP address is supported")
+            && let Ok(Some(c)) = self.inspect(name).await
+        {
+            tracing::debug!(container = name, %message, "no fixed addresses on its network");
+            for network in c.networks.keys() {
+                self.dynamic_only(network);
+            }
+        }
+        result
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<Container>> {
@@ -497,16 +781,7 @@ impl ContainerRuntime for Engine {
 
     async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<String>> {
         let label_filters: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let filters = HashMap::from([("label".to_string(), label_filters)]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| classify("list containers", e))?;
+        let found = self.list_all("label", label_filters).await?;
         Ok(found
             .into_iter()
             .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
@@ -637,6 +912,21 @@ impl ContainerRuntime for Engine {
                 })
             })
             .boxed()
+    }
+
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(format!("logs of {name}"), e))?;
+            text.extend_from_slice(chunk.as_ref());
+        }
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
     async fn kill(&self, name: &str, signal: &str) -> Result<()> {

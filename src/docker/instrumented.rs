@@ -6,7 +6,8 @@ use std::time::Instant;
 use futures::stream::BoxStream;
 
 use super::{
-    Container, ContainerEvent, ContainerRuntime, ContainerSpec, ExecOutput, Network, Result,
+    Container, ContainerEvent, ContainerRuntime, ContainerSpec, ExecOutput, HostInfo, Network,
+    RegistryAuth, Result,
 };
 use crate::metrics::Metrics;
 
@@ -39,8 +40,15 @@ impl<D: ContainerRuntime> ContainerRuntime for Instrumented<D> {
     async fn ping(&self) -> Result<()> {
         self.timed("ping", self.inner.ping()).await
     }
+    async fn host(&self) -> Result<HostInfo> {
+        self.timed("info", self.inner.host()).await
+    }
     async fn image_exists(&self, image: &str) -> Result<bool> {
         self.timed("inspect_image", self.inner.image_exists(image))
+            .await
+    }
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<()> {
+        self.timed("pull_image", self.inner.pull_image(image, auth))
             .await
     }
     async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>> {
@@ -54,6 +62,13 @@ impl<D: ContainerRuntime> ContainerRuntime for Instrumented<D> {
     async fn remove_network(&self, name: &str) -> Result<bool> {
         self.timed("remove_network", self.inner.remove_network(name))
             .await
+    }
+    async fn free_address(&self, network: &str) -> Result<Option<String>> {
+        self.timed("free_address", self.inner.free_address(network))
+            .await
+    }
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String> {
+        self.timed("logs", self.inner.logs_tail(name, lines)).await
     }
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         self.timed("create", self.inner.create(spec)).await

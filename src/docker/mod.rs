@@ -4,7 +4,11 @@
 //! its real implementation over bollard, and the only code that imports bollard. The domain
 //! types here carry just what the provider needs, so controllers never see bollard's models.
 
+pub mod address;
+pub mod credentials;
 mod engine;
+#[cfg(test)]
+pub mod fake;
 mod instrumented;
 pub mod labels;
 
@@ -35,6 +39,95 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// The engine could not pull an image (the message is the engine's or the registry's).
+    #[error("pulling image {image} failed ({}): {message}", failure.describe())]
+    Pull {
+        image: String,
+        failure: PullFailure,
+        message: String,
+    },
+}
+
+/// Why a pull failed, as far as the engine's message tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullFailure {
+    /// The registry has no such repository or tag.
+    NotFound,
+    /// The registry wants credentials, or refused the ones given.
+    Unauthorized,
+    /// The registry could not be reached (refused, no such host, timed out, TLS).
+    Unreachable,
+    /// Anything else (a bad reference, a full disk, ...).
+    Other,
+}
+
+impl PullFailure {
+    /// The failure from the engine's message (Docker 20.10 and later, distribution and
+    /// Docker Hub wordings).
+    pub fn classify(message: &str) -> Self {
+        let m = message.to_ascii_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
+        if any(&[
+            "no basic auth credentials",
+            "unauthorized",
+            "authentication required",
+            "denied",
+            "incorrect username or password",
+        ]) {
+            PullFailure::Unauthorized
+        } else if any(&["manifest unknown", "not found", "name unknown"]) {
+            PullFailure::NotFound
+        } else if any(&[
+            "dial tcp",
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "timeout",
+            "connection reset",
+            "tls:",
+            "x509:",
+            "http response to https client",
+            "network is unreachable",
+            "no route to host",
+        ]) {
+            PullFailure::Unreachable
+        } else {
+            PullFailure::Other
+        }
+    }
+
+    /// A few words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PullFailure::NotFound => "no such image in the registry",
+            PullFailure::Unauthorized => "the registry refused access",
+            PullFailure::Unreachable => "the registry cannot be reached",
+            PullFailure::Other => "the engine refused",
+        }
+    }
+}
+
+/// Credentials for one registry, as the engine takes them for a pull. Its `Debug` shows no
+/// secret, so that it can never reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// The registry, as the Docker CLI names it (`https://index.docker.io/v1/` for Docker Hub).
+    pub server: String,
+    /// User name (empty with an identity token).
+    pub username: String,
+    /// Password or access token.
+    pub password: String,
+    /// An OAuth identity token (what `docker login` stores for some registries).
+    pub identity_token: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Error {
@@ -127,10 +220,19 @@ pub struct Container {
     pub image: String,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Whether it is running.
+    /// Whether it is running (not while the restart policy is bringing it back).
     pub running: bool,
+    /// When it last started; `None` when it never did.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Docker's state word: created, running, exited, ...
     pub state: String,
+    /// Exit code of the last run (0 while running or never run).
+    pub exit_code: i64,
+    /// How often the restart policy restarted it after it exited by itself (a stop, a
+    /// `docker restart` or the engine starting again does not count).
+    pub restart_count: i64,
+    /// Why the engine could not run it, when it could not (e.g. an entry point missing).
+    pub error: String,
     /// Addresses per network: network name -> (IPv4, IPv6).
     pub networks: BTreeMap<String, NetworkAddress>,
     /// Published ports: container TCP port -> host ports.
@@ -200,6 +302,19 @@ pub struct Network {
     pub subnets: Vec<String>,
 }
 
+/// What the engine's host offers a container that sets no limits (`docker info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    /// CPUs (`NCPU`).
+    pub cpus: i64,
+    /// Memory in bytes (`MemTotal`).
+    pub memory_bytes: i64,
+    /// The machine architecture as the engine reports it (`x86_64`, `aarch64`, ...).
+    pub architecture: String,
+    /// The operating system containers run (`linux`).
+    pub os_type: String,
+}
+
 /// Something happened to a container (created, started, died, destroyed, ...).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerEvent {
@@ -215,8 +330,17 @@ pub struct ContainerEvent {
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Checks that the engine answers.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    /// The CPUs, memory, architecture and OS of the engine's host.
+    fn host(&self) -> impl Future<Output = Result<HostInfo>> + Send;
     /// Whether an image is present locally.
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Pulls `image` into the engine, with `auth` for its registry when given; returns once
+    /// the engine has it.
+    fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// The command a container of the image runs by default (its entrypoint, then its cmd);
     /// `None` when the image is not present locally.
     fn image_command(
@@ -229,6 +353,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// whether it was removed. A network someone else made (kind's own `kind`, a user's) is
     /// never touched.
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// A free IPv4 address on the network for a container to keep across restarts (see
+    /// [`address`]), reserved for a minute so that concurrent creations get different ones;
+    /// `None` when the network has no IPv4 subnet, is full, or takes no fixed addresses.
+    fn free_address(&self, network: &str) -> impl Future<Output = Result<Option<String>>> + Send;
     /// Creates a container; returns its ID.
     fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String>> + Send;
     /// Starts a created or stopped container.
@@ -268,6 +396,50 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         labels: &[(&str, &str)],
     ) -> BoxStream<'static, Result<ContainerEvent>>;
+    /// The last `lines` lines of the container's output (standard output and error, or its
+    /// console), as text.
+    fn logs_tail(&self, name: &str, lines: usize) -> impl Future<Output = Result<String>> + Send;
     /// Sends a signal (e.g. `HUP`) to the container's main process.
     fn kill(&self, name: &str, signal: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PullFailure::{self, *};
+
+    #[test]
+    fn pull_failures_from_what_engines_and_registries_say() {
+        // Docker 20.10 with the distribution registry 2.8 (seen here), and Docker Hub's.
+        let table: &[(&str, PullFailure)] = &[
+            (
+                "manifest for 127.0.0.1:5901/x/busybox:nope not found: manifest unknown: manifest unknown",
+                NotFound,
+            ),
+            (
+                "Get \"http://127.0.0.1:5909/v2/\": dial tcp 127.0.0.1:5909: connect: connection refused",
+                Unreachable,
+            ),
+            (
+                "Head \"http://127.0.0.1:5902/v2/x/busybox/manifests/t1\": no basic auth credentials",
+                Unauthorized,
+            ),
+            ("unauthorized: authentication required", Unauthorized),
+            (
+                "pull access denied for nosuch/image, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
+                Unauthorized,
+            ),
+            (
+                "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host",
+                Unreachable,
+            ),
+            (
+                "Get \"https://reg.example/v2/\": net/http: TLS handshake timeout",
+                Unreachable,
+            ),
+            ("invalid reference format", Other),
+        ];
+        for (message, expected) in table {
+            assert_eq!(PullFailure::classify(message), *expected, "{message}");
+        }
+    }
 }

@@ -10,6 +10,16 @@ use std::collections::BTreeMap;
 
 use crate::docker::{self, ContainerRuntime, ContainerSpec, PortMapping, labels};
 
+/// The port clients use: the control-plane endpoint's port, 6443 by default.
+pub fn frontend_port(kc: &capkind_api::v1beta2::KindCluster) -> u16 {
+    let port = kc
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .map_or(capkind_api::v1beta2::DEFAULT_API_SERVER_PORT, |e| e.port());
+    u16::try_from(port).unwrap_or(6443)
+}
+
 /// The load balancer's container name for a cluster, as kind and CAPD name it.
 pub fn container_name(cluster: &str) -> String {
     format!("{cluster}-lb")
@@ -112,6 +122,31 @@ pub enum Error {
     /// The file read back differs from what was written.
     #[error("the configuration read back from {container} differs from what was written")]
     ReadBack { container: String },
+    /// The container stopped (a restart) or was removed (its KindCluster is being deleted)
+    /// while its configuration was being written; it is written again when the container
+    /// starts or is created again.
+    #[error("the load balancer {container} stopped or went while its configuration was written")]
+    NotRunning { container: String },
+}
+
+/// A Docker refusal because the container does not run (stopped, restarting, removed) as
+/// [`Error::NotRunning`]; other errors as they are.
+fn not_running(container: &str) -> impl Fn(docker::Error) -> Error + '_ {
+    // Docker answers 409 for a container that is stopped, 500 for one that exited a moment ago,
+    // 404 for one removed meanwhile.
+    move |e| match e {
+        docker::Error::NotFound { .. } => Error::NotRunning {
+            container: container.to_string(),
+        },
+        docker::Error::Conflict { ref message, .. } | docker::Error::Engine { ref message, .. }
+            if message.contains("is not running") || message.contains("is restarting") =>
+        {
+            Error::NotRunning {
+                container: container.to_string(),
+            }
+        }
+        other => Error::Docker(other),
+    }
 }
 
 /// Puts `config` in place in the load balancer `container` and reloads haproxy. Returns whether
@@ -130,7 +165,8 @@ pub async fn write_config<D: ContainerRuntime>(
 ) -> Result<bool, Error> {
     let lock = writer_lock(container);
     let _one_at_a_time = lock.lock().await;
-    let (current, loaded) = read_config(docker, container).await?;
+    let stopped = not_running(container);
+    let (current, loaded) = read_config(docker, container).await.map_err(&stopped)?;
     if current.as_deref() == Some(config) && loaded.as_deref() == Some(config) {
         return Ok(false);
     }
@@ -138,28 +174,48 @@ pub async fn write_config<D: ContainerRuntime>(
         let staged = staging_path();
         docker
             .upload(container, "/", tar_file(&staged[1..], config.as_bytes())?)
-            .await?;
+            .await
+            .map_err(&stopped)?;
         let script = format!(
             "haproxy -c -q -f {staged} && mv {staged} {} || {{ rc=$?; rm -f {staged}; exit $rc; }}",
             config::CONFIG_PATH
         );
-        let checked = docker.exec(container, &["sh", "-c", &script], None).await?;
+        let checked = docker
+            .exec(container, &["sh", "-c", &script], None)
+            .await
+            .map_err(&stopped)?;
         if checked.exit_code != 0 {
             let mut message = String::from_utf8_lossy(&checked.stderr).trim().to_string();
             if message.is_empty() {
                 message = String::from_utf8_lossy(&checked.stdout).trim().to_string();
             }
+            // A check cut short by a restart is not haproxy's verdict.
+            let runs = docker.inspect(container).await?.is_some_and(|c| c.running);
+            if !runs || message.contains("OCI runtime exec failed") {
+                return Err(Error::NotRunning {
+                    container: container.to_string(),
+                });
+            }
             return Err(Error::Invalid(message));
         }
-        if read_config(docker, container).await?.0.as_deref() != Some(config) {
+        if read_config(docker, container)
+            .await
+            .map_err(&stopped)?
+            .0
+            .as_deref()
+            != Some(config)
+        {
             return Err(Error::ReadBack {
                 container: container.to_string(),
             });
         }
     }
-    docker.kill(container, "HUP").await?;
+    docker.kill(container, "HUP").await.map_err(&stopped)?;
     let keep = format!("cp {0} {0}.loaded", config::CONFIG_PATH);
-    docker.exec(container, &["sh", "-c", &keep], None).await?;
+    docker
+        .exec(container, &["sh", "-c", &keep], None)
+        .await
+        .map_err(&stopped)?;
     Ok(true)
 }
 
@@ -215,4 +271,24 @@ pub fn tar_file(path: &str, content: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.append_data(&mut header, path, content)?;
     builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::fake::Fake;
+
+    #[tokio::test]
+    async fn a_load_balancer_removed_meanwhile_is_not_an_error_of_the_writer() {
+        // The KindCluster's deletion removed it while a machine's reconcile wrote backends;
+        // the writer skips it (a new one is configured when it is created).
+        let docker = Fake::default();
+        let err = write_config(&docker, "c-lb", "global\n")
+            .await
+            .expect_err("no container");
+        assert!(
+            matches!(err, Error::NotRunning { ref container } if container == "c-lb"),
+            "{err:?}"
+        );
+    }
 }

@@ -1,4 +1,7 @@
 //! /healthz and /readyz on the health address, /metrics on the metrics address.
+//!
+//! /readyz waits for the caches, the election, Docker, and the webhook server (when it runs):
+//! a pod is only put behind the webhook Service once it answers webhooks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::docker::{ContainerRuntime, Engine};
 use crate::metrics::Metrics;
+use crate::webhook;
 
 /// What /readyz checks besides Docker.
 #[derive(Default)]
@@ -21,6 +25,8 @@ pub struct Readiness {
     caches: std::sync::Mutex<Vec<Arc<AtomicBool>>>,
     /// Leader election is running (as leader or as a candidate) or not used.
     pub election_ok: AtomicBool,
+    /// Why the webhook server does not answer yet (None: it does, or it is off).
+    webhook: std::sync::Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -29,6 +35,17 @@ impl Readiness {
         if let Ok(mut caches) = self.caches.lock() {
             *caches = flags;
         }
+    }
+
+    /// Records why the webhook server does not answer (None once it does).
+    pub fn set_webhook(&self, problem: Option<String>) {
+        if let Ok(mut w) = self.webhook.lock() {
+            *w = problem;
+        }
+    }
+
+    fn webhook_problem(&self) -> Option<String> {
+        self.webhook.lock().ok().and_then(|w| w.clone())
     }
 
     fn caches_synced(&self) -> bool {
@@ -43,21 +60,41 @@ struct AppState {
     docker: Engine,
     ready: Arc<Readiness>,
     metrics: Arc<Metrics>,
+    webhook_metrics: Arc<webhook::Metrics>,
 }
 
-/// Serves until `cancel`; the two addresses may be the same.
+/// The addresses and what they report.
+pub struct Served {
+    /// The address of /healthz and /readyz.
+    pub health: SocketAddr,
+    /// The address of /metrics (may be the same).
+    pub metrics_addr: SocketAddr,
+    /// What /readyz checks.
+    pub ready: Arc<Readiness>,
+    /// The manager's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The webhook server's metrics, shown after the manager's.
+    pub webhook_metrics: Arc<webhook::Metrics>,
+}
+
+/// Serves until `cancel`.
 pub async fn serve(
-    health: SocketAddr,
-    metrics_addr: SocketAddr,
+    served: Served,
     docker: Engine,
-    ready: Arc<Readiness>,
-    metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    let Served {
+        health,
+        metrics_addr,
+        ready,
+        metrics,
+        webhook_metrics,
+    } = served;
     let state = AppState {
         docker,
         ready,
         metrics,
+        webhook_metrics,
     };
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -95,6 +132,9 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     if !s.ready.election_ok.load(Ordering::Relaxed) {
         failures.push("leader election: not running".to_string());
     }
+    if let Some(problem) = s.ready.webhook_problem() {
+        failures.push(format!("webhook server: {problem}"));
+    }
     match tokio::time::timeout(Duration::from_secs(2), s.docker.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => failures.push(format!("docker: {e}")),
@@ -111,5 +151,5 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> String {
-    s.metrics.encode()
+    s.metrics.encode() + &s.webhook_metrics.encode()
 }

@@ -1,12 +1,15 @@
 //! Node containers as kind runs them: the name, the image for a Kubernetes version, and the run
 //! options (privileges, tmpfs, the /var volume, /lib/modules, cgroup namespace, labels, ports).
-//! Pure: the KindMachine controller creates what this describes.
+//! Pure: the KindMachine controller creates what this describes. The image table: `images.rs`.
 
 use std::collections::BTreeMap;
 
-use capkind_api::v1beta1::Mount;
+use capkind_api::v1beta2::Mount;
 
-use crate::docker::{Bind, ContainerSpec, PortMapping, labels};
+use crate::docker::{Bind, Container, ContainerSpec, PortMapping, labels};
+
+mod images;
+pub use images::{Mode, NoImage, NodeImage, Published, image, published};
 
 /// The container name of a Machine: the Machine's name when it already starts with the
 /// cluster's name, `<cluster>-<machine>` otherwise (kind's and CAPD's rule, which CAPI's log
@@ -21,40 +24,6 @@ pub fn container_name(cluster: &str, machine: &str) -> String {
 
 /// The longest hostname Linux sets (HOST_NAME_MAX), which a node container's name must fit.
 pub const MAX_HOSTNAME: usize = 64;
-
-/// kindest/node images of kind releases, pinned by digest (from kind's release notes).
-const PINNED: &[(&str, &str)] = &[
-    // kind v0.24.0
-    (
-        "v1.31.0",
-        "sha256:53df588e04085fd41ae12de0c3fe4c72f7013bba32a20e7325357a1ac94ba865",
-    ),
-    (
-        "v1.30.4",
-        "sha256:976ea815844d5fa93be213437e3ff5754cd599b040946b5cca43ca45c2047114",
-    ),
-];
-
-/// Why no image could be chosen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the Machine has no spec.version and the KindMachine no spec.customImage, so no node image can be chosen"
-)]
-pub struct NoImage;
-
-/// The node image: `customImage` when set, else `kindest/node:<version>` (`+` written as `_`,
-/// as OCI tags cannot hold `+`), pinned by digest for known kind releases.
-pub fn image(custom: Option<&str>, version: Option<&str>) -> Result<String, NoImage> {
-    if let Some(custom) = custom.filter(|c| !c.is_empty()) {
-        return Ok(custom.to_string());
-    }
-    let version = version.filter(|v| !v.is_empty()).ok_or(NoImage)?;
-    let tag = format!("v{}", version.trim_start_matches('v')).replace('+', "_");
-    Ok(match PINNED.iter().find(|(v, _)| *v == tag) {
-        Some((_, digest)) => format!("kindest/node:{tag}@{digest}"),
-        None => format!("kindest/node:{tag}"),
-    })
-}
 
 /// How node containers get the rights systemd, containerd and the kubelet need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +146,8 @@ pub struct Params<'a> {
     pub proxy_env: &'a [String],
     /// What the image runs by default (entrypoint and cmd), run after [`host_guard`].
     pub image_command: &'a [String],
+    /// How the image runs.
+    pub mode: Mode,
 }
 
 /// The node container.
@@ -250,7 +221,7 @@ pub fn container_spec(p: &Params) -> ContainerSpec {
         tmpfs: BTreeMap::from([("/tmp".into(), "rw".into()), ("/run".into(), "rw".into())]),
         volumes: vec!["/var".into()],
         binds,
-        cgroupns_private: true,
+        cgroupns_private: p.mode.cgroupns_private(),
         restart_unless_stopped: true,
         tty: true,
         ports,
@@ -258,52 +229,166 @@ pub fn container_spec(p: &Params) -> ContainerSpec {
     }
 }
 
+/// The proxy variables kind passes from its environment to nodes.
+const PROXY_VARIABLES: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
 /// The proxy settings of the manager's environment, passed to nodes as kind does.
 pub fn proxy_env_from_process() -> Vec<String> {
-    [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-    ]
-    .iter()
-    .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-    .collect()
+    PROXY_VARIABLES
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .collect()
+}
+
+/// How many lines of a node's console a report of its exit keeps.
+pub const EXIT_LOG_LINES: usize = 10;
+
+/// Whether the node container died by itself (its entry point or systemd exited, the engine
+/// could not run it) rather than being stopped: the restart policy is bringing it back, or
+/// the engine recorded why it could not start it. A stopped container (`docker stop`, a host
+/// going down) is neither, whatever its exit code.
+pub fn exited_by_itself(c: &Container) -> bool {
+    !c.running && (c.state == "restarting" || c.restart_count > 0 || !c.error.is_empty())
+}
+
+/// How long a node container the restart policy brought back must stay up before the provider
+/// takes it for booted: one that dies at once (a bad image, a host out of inotify instances)
+/// is seen dead in that time, not half bootstrapped in the moment it runs.
+pub const BOOT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How much longer to wait before a node container that died and was brought back by the
+/// restart policy counts as up; `None` when it has been up for [`BOOT_GRACE`] or never died.
+pub fn boot_grace_left(
+    c: &Container,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<std::time::Duration> {
+    if !c.running || c.restart_count == 0 {
+        return None;
+    }
+    let up = (now - c.started_at?).to_std().unwrap_or_default();
+    BOOT_GRACE.checked_sub(up).filter(|left| !left.is_zero())
+}
+
+/// What a user is told of a node container that exited during boot: its exit code, how often
+/// it was restarted, the engine's reason and the last lines of its console (secrets hidden,
+/// terminal control sequences removed).
+pub fn exit_report(c: &Container, console: &str) -> String {
+    let mut head = format!("Container {} exited with code {}", c.name, c.exit_code);
+    if c.restart_count > 0 {
+        let s = if c.restart_count == 1 { "" } else { "s" };
+        head.push_str(&format!(", restarted {} time{s}", c.restart_count));
+    }
+    if !c.error.is_empty() {
+        head.push_str(&format!(": {}", c.error.trim()));
+    }
+    let console = crate::report::redact(&crate::report::plain(console));
+    let lines = crate::report::last_lines(&console, EXIT_LOG_LINES, false);
+    if lines.is_empty() {
+        head.push_str(" (no output)");
+        return head;
+    }
+    format!("{head}; last lines of its output:\n{}", lines.join("\n"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn container(state: &str, running: bool, restarts: i64, error: &str, code: i64) -> Container {
+        Container {
+            name: "c1-w".into(),
+            state: state.into(),
+            running,
+            restart_count: restarts,
+            error: error.into(),
+            exit_code: code,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_container_that_died_is_told_from_one_that_was_stopped() {
+        let cases = [
+            (container("running", true, 0, "", 0), false),
+            // Running again after a crash: boot goes on; a new crash is seen when it happens.
+            (container("running", true, 2, "", 0), false),
+            // docker stop, a host going down: whatever the code, not a crash.
+            (container("exited", false, 0, "", 137), false),
+            (container("exited", false, 0, "", 0), false),
+            (container("restarting", false, 0, "", 3), true),
+            (container("exited", false, 4, "", 3), true),
+            (
+                container("created", false, 0, "exec: \"/init\": not found", 127),
+                true,
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(exited_by_itself(&c), want, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_container_brought_back_after_dying_must_stay_up_before_it_counts() {
+        let now = chrono::Utc::now();
+        let started = |secs_ago: i64, restarts: i64| Container {
+            running: true,
+            restart_count: restarts,
+            started_at: Some(now - chrono::Duration::seconds(secs_ago)),
+            ..Default::default()
+        };
+        assert_eq!(
+            boot_grace_left(&started(3, 1), now),
+            Some(std::time::Duration::from_secs(7))
+        );
+        assert_eq!(boot_grace_left(&started(10, 1), now), None);
+        assert_eq!(boot_grace_left(&started(60, 5), now), None);
+        // Never died: no wait, however fresh.
+        assert_eq!(boot_grace_left(&started(0, 0), now), None);
+        let stopped = Container {
+            running: false,
+            ..started(1, 2)
+        };
+        assert_eq!(boot_grace_left(&stopped, now), None);
+    }
+
+    #[test]
+    fn an_exit_is_reported_with_its_code_and_last_lines() {
+        let c = container("restarting", false, 3, "", 1);
+        let console: String = (1..=15)
+            .map(|i| format!("\x1b[0;31mline {i}\x1b[0m\r\n"))
+            .collect::<String>()
+            + "token abcdef.0123456789abcdef\r\n";
+        let lines: Vec<String> = (7..=15).map(|i| format!("line {i}")).collect();
+        assert_eq!(
+            exit_report(&c, &console),
+            format!(
+                "Container c1-w exited with code 1, restarted 3 times; last lines of its output:\n{}\ntoken [redacted]",
+                lines.join("\n")
+            )
+        );
+        let never_ran = container("created", false, 0, "exec: \"/init\": not found\n", 127);
+        assert_eq!(
+            exit_report(&never_ran, ""),
+            "Container c1-w exited with code 127: exec: \"/init\": not found (no output)"
+        );
+        let once = container("restarting", false, 1, "", 2);
+        assert_eq!(
+            exit_report(&once, "boom\n"),
+            "Container c1-w exited with code 2, restarted 1 time; last lines of its output:\nboom"
+        );
+    }
+
     #[test]
     fn container_names_follow_kind() {
         assert_eq!(container_name("c1", "c1-md-0-abc"), "c1-md-0-abc");
         assert_eq!(container_name("c1", "worker-1"), "c1-worker-1");
-    }
-
-    #[test]
-    fn images() {
-        assert_eq!(
-            image(Some("my/node:x"), Some("v1.31.0")).as_deref(),
-            Ok("my/node:x")
-        );
-        assert_eq!(
-            image(None, Some("v1.31.0")).as_deref(),
-            Ok(
-                "kindest/node:v1.31.0@sha256:53df588e04085fd41ae12de0c3fe4c72f7013bba32a20e7325357a1ac94ba865"
-            )
-        );
-        assert_eq!(
-            image(None, Some("1.29.1")).as_deref(),
-            Ok("kindest/node:v1.29.1")
-        );
-        assert_eq!(
-            image(None, Some("v1.32.0+build.1")).as_deref(),
-            Ok("kindest/node:v1.32.0_build.1")
-        );
-        assert_eq!(image(Some(""), None), Err(NoImage));
     }
 
     fn owner() -> labels::Owner {
@@ -336,6 +421,7 @@ mod tests {
             privileges: Privileges::Privileged,
             proxy_env: &proxy,
             image_command: &["/usr/local/bin/entrypoint".into(), "/sbin/init".into()],
+            mode: Mode::Kind0_20,
         });
         // The host guard first, then the image's own command.
         let entrypoint = spec.entrypoint.as_deref().expect("entrypoint");
@@ -405,6 +491,7 @@ mod tests {
             privileges: Privileges::Capabilities,
             proxy_env: &[],
             image_command: &[],
+            mode: Mode::Kind0_19,
         });
         assert_eq!(spec.cmd.as_deref(), Some(&["/sbin/init".to_string()][..]));
         assert!(!spec.privileged && spec.unmask_system_paths);
@@ -414,5 +501,9 @@ mod tests {
         );
         assert_eq!(spec.labels[labels::ROLE], "worker");
         assert!(spec.ports.is_empty() && !spec.labels.contains_key(labels::FAILURE_DOMAIN));
+        assert!(
+            !spec.cgroupns_private,
+            "an image of kind v0.19 runs in the host's cgroup namespace"
+        );
     }
 }

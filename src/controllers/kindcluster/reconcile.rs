@@ -5,16 +5,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use capkind_api::capi::Cluster;
-use capkind_api::v1beta1::{ApiEndpoint, KindCluster};
+use capkind_api::v1beta2::{ApiEndpoint, KindCluster};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
 use tracing::{Span, info, instrument};
 
 use super::status::{self, LoadBalancer};
 use crate::capi;
+use crate::controllers::contract::Contract;
 use crate::controllers::{self, Context, Error};
 use crate::docker::{Container, ContainerRuntime, labels};
 use crate::loadbalancer;
@@ -23,74 +24,49 @@ use crate::loadbalancer;
 pub const FINALIZER: &str = "kindcluster.infrastructure.cluster.x-k8s.io";
 
 /// Reconciles one KindCluster.
-#[instrument(skip_all, fields(controller = "kindcluster", namespace = kc.namespace(), name = kc.name_any(), cluster))]
-pub async fn reconcile<D: ContainerRuntime>(
+#[instrument(skip_all, fields(controller = "kindcluster", controllerGroup = controllers::GROUP, controllerKind = "KindCluster", namespace = kc.namespace(), name = kc.name_any(), reconcileID = %controllers::reconcile_id(), cluster))]
+pub async fn reconcile<D: ContainerRuntime + Clone>(
     kc: Arc<KindCluster>,
     ctx: Arc<Context<D>>,
 ) -> Result<Action, Error> {
     let api: Api<KindCluster> =
         Api::namespaced(ctx.client.clone(), &kc.namespace().unwrap_or_default());
-    if capi::is_externally_managed(&kc.metadata) {
+    let contract = Contract::new(&api, kc.as_ref(), FINALIZER);
+    if contract.externally_managed() {
         return Ok(Action::await_change());
     }
     let Some(owner) = capi::owner(&kc.metadata, "Cluster").cloned() else {
-        if kc.meta().deletion_timestamp.is_some() {
-            controllers::remove_finalizer(&api, &kc, FINALIZER).await?;
-        }
-        info!("waiting for Cluster API to set the owner Cluster");
-        return Ok(Action::await_change());
+        return contract.without_owner("Cluster").await;
     };
     Span::current().record("cluster", owner.name.as_str());
-    let clusters: Api<Cluster> =
-        Api::namespaced(ctx.client.clone(), &kc.namespace().unwrap_or_default());
-    let cluster = clusters.get_opt(&owner.name).await?;
+    let cluster = ctx
+        .clusters(&kc.namespace().unwrap_or_default())
+        .get_opt(&owner.name)
+        .await?;
     let cluster_paused = cluster.as_ref().is_some_and(Cluster::is_paused);
     if let Some(message) = capi::paused_message(cluster_paused, &kc.metadata, "KindCluster") {
         let st = status::paused(&kc, &message, &now());
-        controllers::apply_status(&api, &kc, kc.status.as_ref(), &st).await?;
-        return Ok(Action::await_change());
+        return contract.paused(kc.status.as_ref(), &st).await;
     }
-    let result = if kc.meta().deletion_timestamp.is_some() {
-        delete(&kc, &api, &ctx, &owner.name).await
-    } else {
-        controllers::add_finalizer(&api, &kc, FINALIZER).await?;
-        provision(
-            &kc,
-            &api,
-            &ctx,
-            &owner.name,
-            cluster.as_ref().is_some_and(Cluster::is_ipv6),
-        )
-        .await
+    let result = match contract.delete_or_finalize().await {
+        Ok(true) => delete(&kc, &api, &ctx, &owner.name).await,
+        Ok(false) => {
+            let ipv6 = cluster.as_ref().is_some_and(Cluster::is_ipv6);
+            provision(&kc, &api, &ctx, &owner.name, ipv6).await
+        }
+        Err(e) => Err(e),
     };
-    match result {
-        Ok(action) => {
-            ctx.succeeded(&controllers::key(kc.as_ref()));
-            Ok(action)
-        }
-        // Not a failure: retried at once with the object as it is now (controllers::counted).
-        Err(error) if error.is_conflict() => Err(error),
-        Err(error) => {
-            let lb = LoadBalancer::Unavailable {
-                reason: error.reason().to_string(),
-                message: error.to_string(),
+    contract
+        .finish(&ctx, result, kc.status.as_ref(), |error| {
+            let (reason, message) = (error.reason().to_string(), error.to_string());
+            let lb = if error.is_waiting() {
+                LoadBalancer::Pending { reason, message }
+            } else {
+                LoadBalancer::Unavailable { reason, message }
             };
-            let st = status::status(&kc, &lb, &now());
-            if controllers::apply_status(&api, &kc, kc.status.as_ref(), &st)
-                .await
-                .unwrap_or(false)
-            {
-                ctx.event(
-                    kc.as_ref(),
-                    EventType::Warning,
-                    error.reason(),
-                    error.to_string(),
-                )
-                .await;
-            }
-            Err(error)
-        }
-    }
+            status::status(&kc, &lb, &now())
+        })
+        .await
 }
 
 fn now() -> Time {
@@ -106,17 +82,7 @@ fn owner_of(kc: &KindCluster) -> labels::Owner {
     }
 }
 
-/// The port clients use: the endpoint's port, 6443 by default.
-fn frontend_port(kc: &KindCluster) -> u16 {
-    let port = kc
-        .spec
-        .control_plane_endpoint
-        .as_ref()
-        .map_or(capkind_api::v1beta1::DEFAULT_API_SERVER_PORT, |e| e.port);
-    u16::try_from(port).unwrap_or(6443)
-}
-
-async fn provision<D: ContainerRuntime>(
+async fn provision<D: ContainerRuntime + Clone>(
     kc: &KindCluster,
     api: &Api<KindCluster>,
     ctx: &Context<D>,
@@ -133,7 +99,7 @@ async fn provision<D: ContainerRuntime>(
             container: container.name.clone(),
             network: network.name.clone(),
         })?;
-    controllers::backends::reconfigure(ctx, kc, cluster, ipv6).await?;
+    controllers::backends::reconfigure(ctx, None, kc, cluster, ipv6).await?;
     if kc
         .spec
         .control_plane_endpoint
@@ -143,7 +109,7 @@ async fn provision<D: ContainerRuntime>(
     {
         let endpoint = ApiEndpoint {
             host: Some(address.clone()),
-            port: i32::from(frontend_port(kc)),
+            port: Some(i32::from(loadbalancer::frontend_port(kc))),
         };
         let patch = serde_json::json!({"spec": {"controlPlaneEndpoint": endpoint}});
         api.patch(
@@ -176,7 +142,7 @@ async fn provision<D: ContainerRuntime>(
 /// Makes sure this cluster's load-balancer container exists, runs, and sits at the endpoint's
 /// address once one was set: started again when stopped, re-created on the same address when
 /// gone or moved.
-async fn ensure_container<D: ContainerRuntime>(
+async fn ensure_container<D: ContainerRuntime + Clone>(
     kc: &KindCluster,
     ctx: &Context<D>,
     cluster: &str,
@@ -198,20 +164,31 @@ async fn ensure_container<D: ContainerRuntime>(
             .as_ref()
             .is_none_or(|w| c.networks.get(&network).and_then(|n| n.ipv4.as_ref()) == Some(w))
     };
-    if let Some(existing) = ctx.docker.inspect(&name).await? {
+    if let Some(running) = reuse(kc, ctx, &name, &owner, &at_wanted_address).await? {
+        return Ok(running);
+    }
+    create(kc, ctx, cluster, &network, wanted, &owner).await
+}
+
+/// The existing load balancer when it is ours, runs (started again if it was stopped) and sits
+/// at the endpoint's address; otherwise it is removed and `None` returned.
+async fn reuse<D: ContainerRuntime>(
+    kc: &KindCluster,
+    ctx: &Context<D>,
+    name: &str,
+    owner: &labels::Owner,
+    at_wanted_address: &impl Fn(&Container) -> bool,
+) -> Result<Option<Container>, Error> {
+    if let Some(existing) = ctx.docker.inspect(name).await? {
         if !owner.owns(&existing.labels) {
-            return Err(Error::name_conflict(&name, &existing.labels));
+            return Err(Error::name_conflict(name, &existing.labels));
         }
         if existing.running && at_wanted_address(&existing) {
-            return Ok(existing);
+            return Ok(Some(existing));
         }
         if !existing.running {
-            ctx.docker.start(&name).await?;
-            let started = ctx
-                .docker
-                .inspect(&name)
-                .await?
-                .ok_or_else(|| gone(&name))?;
+            ctx.docker.start(name).await?;
+            let started = ctx.docker.inspect(name).await?.ok_or_else(|| gone(name))?;
             if started.running && at_wanted_address(&started) {
                 ctx.event(
                     kc,
@@ -220,18 +197,41 @@ async fn ensure_container<D: ContainerRuntime>(
                     format!("Started stopped load balancer {name}"),
                 )
                 .await;
-                return Ok(started);
+                return Ok(Some(started));
             }
         }
         info!(container = %name, "load balancer is not at the endpoint's address; re-creating it there");
-        ctx.docker.remove(&name).await?;
+        ctx.docker.remove(name).await?;
     }
+    Ok(None)
+}
+
+/// Creates and starts the load balancer at `wanted`, or at a fixed address of our choosing.
+async fn create<D: ContainerRuntime + Clone>(
+    kc: &KindCluster,
+    ctx: &Context<D>,
+    cluster: &str,
+    network: &str,
+    wanted: Option<String>,
+    owner: &labels::Owner,
+) -> Result<Container, Error> {
+    let name = loadbalancer::container_name(cluster);
     let image = kc.spec.load_balancer.image();
-    if !ctx.docker.image_exists(&image).await? {
-        return Err(Error::ImageMissing { image });
-    }
-    let spec =
-        loadbalancer::container_spec(cluster, &image, &network, frontend_port(kc), wanted, &owner);
+    ctx.images.ensure(&ctx.docker, &image).await?;
+    // The endpoint's address when one is set, otherwise a fixed one of our choosing, so that
+    // the endpoint written from it stays right across restarts.
+    let address = match wanted {
+        Some(w) => Some(w),
+        None => ctx.docker.free_address(network).await?,
+    };
+    let spec = loadbalancer::container_spec(
+        cluster,
+        &image,
+        network,
+        loadbalancer::frontend_port(kc),
+        address,
+        owner,
+    );
     match ctx.docker.create(&spec).await {
         Ok(_) => {}
         // Another worker or an earlier, interrupted run created it: take what is there next time.

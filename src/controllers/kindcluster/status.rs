@@ -1,12 +1,20 @@
 //! The KindCluster's status as a pure function of the object and what the reconcile found.
 
-use capkind_api::v1beta1::{ConditionSeverity, Initialization, KindCluster, KindClusterStatus};
+use capkind_api::v1beta2::{ConditionSeverity, Initialization, KindCluster, KindClusterStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::capi::conditions::{self, Cond, PAUSED, READY};
+use crate::capi::conditions::{self, Cond, READY};
 
 /// The load balancer's condition type.
 pub const LOAD_BALANCER_AVAILABLE: &str = "LoadBalancerAvailable";
+
+/// The reasons of LoadBalancerAvailable (errors add theirs: `Error::reason`).
+pub mod reason {
+    /// The load balancer runs and is configured.
+    pub const AVAILABLE: &str = "Available";
+    /// It is being removed with the KindCluster.
+    pub const DELETING: &str = "Deleting";
+}
 
 /// What the reconcile found about the load balancer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +23,8 @@ pub enum LoadBalancer {
     Available { container: String, address: String },
     /// Not available, with a reason and message for people.
     Unavailable { reason: String, message: String },
+    /// Not available yet, waiting on something under way (an image being pulled).
+    Pending { reason: String, message: String },
     /// Being removed with the KindCluster.
     Deleting,
 }
@@ -25,7 +35,7 @@ pub fn status(kc: &KindCluster, lb: &LoadBalancer, now: &Time) -> KindClusterSta
     let lb_cond = match lb {
         LoadBalancer::Available { container, address } => Cond::ok(
             LOAD_BALANCER_AVAILABLE,
-            "Available",
+            reason::AVAILABLE,
             format!("Load balancer {container} is running at {address}"),
         ),
         LoadBalancer::Unavailable { reason, message } => Cond::not_ok(
@@ -34,9 +44,15 @@ pub fn status(kc: &KindCluster, lb: &LoadBalancer, now: &Time) -> KindClusterSta
             message.clone(),
             ConditionSeverity::Warning,
         ),
+        LoadBalancer::Pending { reason, message } => Cond::not_ok(
+            LOAD_BALANCER_AVAILABLE,
+            reason,
+            message.clone(),
+            ConditionSeverity::Info,
+        ),
         LoadBalancer::Deleting => Cond::not_ok(
             LOAD_BALANCER_AVAILABLE,
-            "Deleting",
+            reason::DELETING,
             "Removing the load balancer",
             ConditionSeverity::Info,
         ),
@@ -45,22 +61,16 @@ pub fn status(kc: &KindCluster, lb: &LoadBalancer, now: &Time) -> KindClusterSta
         std::slice::from_ref(&lb_cond),
         "The cluster's infrastructure is ready",
     );
-    let not_paused = Cond::not_ok(
-        PAUSED,
-        "NotPaused",
-        "Reconciliation is not paused",
-        ConditionSeverity::Info,
-    );
-    let v1beta2 = st.v1beta2.get_or_insert_with(Default::default);
+    let not_paused = Cond::not_paused();
     for cond in [&lb_cond, &ready, &not_paused] {
-        conditions::set_v1beta2(&mut v1beta2.conditions, cond, kc.metadata.generation, now);
+        conditions::set_v1beta2(&mut st.conditions, cond, kc.metadata.generation, now);
     }
     // Cluster API keeps Paused in the v1beta2 list only.
+    let v1beta1 = conditions::deprecated(&mut st.deprecated);
     for cond in [&lb_cond, &ready] {
-        conditions::set_v1beta1(&mut st.conditions, cond, now);
+        conditions::set_v1beta1(&mut v1beta1.conditions, cond, now);
     }
     if matches!(lb, LoadBalancer::Available { .. }) {
-        st.ready = true;
         st.initialization = Some(Initialization {
             provisioned: Some(true),
         });
@@ -73,30 +83,22 @@ pub fn status(kc: &KindCluster, lb: &LoadBalancer, now: &Time) -> KindClusterSta
 /// The status while reconciliation is paused: only the Paused condition changes.
 pub fn paused(kc: &KindCluster, message: &str, now: &Time) -> KindClusterStatus {
     let mut st = kc.status.clone().unwrap_or_default();
-    let v1beta2 = st.v1beta2.get_or_insert_with(Default::default);
-    conditions::set_v1beta2(
-        &mut v1beta2.conditions,
-        &Cond::ok(PAUSED, "Paused", message),
-        kc.metadata.generation,
-        now,
-    );
+    conditions::set_paused(&mut st.conditions, message, kc.metadata.generation, now);
     st
 }
 
 /// Whether the Ready condition is True (v1beta2 list).
 pub fn is_ready(st: &KindClusterStatus) -> bool {
-    st.v1beta2.as_ref().is_some_and(|v| {
-        v.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True")
-    })
+    st.conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capkind_api::v1beta1::{FailureDomainSpec, KindClusterSpec};
-    use std::collections::BTreeMap;
+    use crate::capi::conditions::PAUSED;
+    use capkind_api::v1beta2::{FailureDomain, KindClusterSpec};
 
     fn at(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).expect("time"))
@@ -105,13 +107,11 @@ mod tests {
     fn kc() -> KindCluster {
         let mut kc = KindCluster::new("c", KindClusterSpec::default());
         kc.metadata.generation = Some(3);
-        kc.spec.failure_domains = Some(BTreeMap::from([(
-            "fd1".to_string(),
-            FailureDomainSpec {
-                control_plane: true,
-                attributes: None,
-            },
-        )]));
+        kc.spec.failure_domains = vec![FailureDomain {
+            name: "fd1".to_string(),
+            control_plane: Some(true),
+            attributes: None,
+        }];
         kc
     }
 
@@ -119,9 +119,9 @@ mod tests {
         st: &'a KindClusterStatus,
         type_: &str,
     ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-        st.v1beta2
-            .as_ref()
-            .and_then(|v| v.conditions.iter().find(|c| c.type_ == type_))
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
             .expect(type_)
     }
 
@@ -132,7 +132,7 @@ mod tests {
             address: "172.18.0.2".into(),
         };
         let st = status(&kc(), &lb, &at(1));
-        assert!(st.ready);
+        assert!(st.initialization.as_ref().and_then(|i| i.provisioned) == Some(true));
         assert_eq!(
             st.initialization.as_ref().and_then(|i| i.provisioned),
             Some(true)
@@ -146,7 +146,14 @@ mod tests {
         );
         assert_eq!(cond(&st, PAUSED).status, "False");
         assert!(is_ready(&st));
-        let v1: Vec<&str> = st.conditions.iter().map(|c| c.type_.as_str()).collect();
+        let v1: Vec<&str> = st
+            .deprecated
+            .as_ref()
+            .expect("deprecated")
+            .conditions()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
         assert_eq!(v1, [LOAD_BALANCER_AVAILABLE, READY]);
     }
 
@@ -177,7 +184,11 @@ mod tests {
             message: "engine down".into(),
         };
         let st = status(&obj, &broken, &at(5));
-        assert!(st.ready, "provisioning is never undone");
+        assert_eq!(
+            st.initialization.as_ref().and_then(|i| i.provisioned),
+            Some(true),
+            "provisioning is never undone"
+        );
         assert_eq!(cond(&st, READY).reason, "DockerUnavailable");
         assert_eq!(cond(&st, READY).status, "False");
         assert_eq!(
@@ -185,7 +196,10 @@ mod tests {
             at(5)
         );
         let v1 = st
-            .conditions
+            .deprecated
+            .as_ref()
+            .expect("deprecated")
+            .conditions()
             .iter()
             .find(|c| c.type_ == READY)
             .expect("v1beta1 Ready");
@@ -197,7 +211,7 @@ mod tests {
     fn deleting_and_paused() {
         let st = status(&kc(), &LoadBalancer::Deleting, &at(1));
         assert_eq!(cond(&st, READY).reason, "Deleting");
-        assert!(!st.ready);
+        assert!(st.initialization.is_none());
         let mut obj = kc();
         obj.status = Some(st);
         let p = paused(&obj, "Cluster spec.paused is set to true", &at(2));

@@ -22,7 +22,83 @@ const RUN: &str = "/run/capkind";
 /// /run, so uploads go to the /var volume and the script puts each file in place from inside.
 const STAGE: &str = "/var/lib/capkind/bootstrap";
 
-/// Where a bootstrap stands.
+/// The words in which the script and the probe say where a bootstrap stands (the content of
+/// `bootstrap.status`, or what the probe infers without it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Word {
+    /// The script runs (or is about to).
+    Running,
+    /// It ran to its end and the sentinel exists.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// It ran to its end but the sentinel is missing.
+    NoSentinel,
+    /// It was stopped after the timeout.
+    Timeout,
+    /// It was cut short by a restart of the node container.
+    Interrupted,
+}
+
+impl Word {
+    /// The word as the script writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Word::Running => "running",
+            Word::Succeeded => "succeeded",
+            Word::Failed => "failed",
+            Word::NoSentinel => "nosentinel",
+            Word::Timeout => "timeout",
+            Word::Interrupted => "interrupted",
+        }
+    }
+
+    /// Every word.
+    pub const ALL: [Word; 6] = [
+        Word::Running,
+        Word::Succeeded,
+        Word::Failed,
+        Word::NoSentinel,
+        Word::Timeout,
+        Word::Interrupted,
+    ];
+
+    /// The word `s` is, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+}
+
+/// What the node reports about its bootstrap: the probe's output, parsed (pure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// No bootstrap was ever started in this container.
+    NotStarted,
+    /// One was started `elapsed` seconds ago; it is at step `step` of `of`.
+    Started {
+        elapsed: u64,
+        step: usize,
+        of: usize,
+        word: Word,
+        /// The failing step's exit code, description and last output, when `word` is Failed.
+        failure: Option<Failure>,
+    },
+    /// One was started, but what the node says cannot be read.
+    Unreadable,
+}
+
+/// A failed step as the node reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Exit code.
+    pub code: String,
+    /// The step's description (`command "..."`, `writing ...`).
+    pub command: String,
+    /// Its last lines of output.
+    pub output: String,
+}
+
+/// Where a bootstrap stands, given its timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
     /// Never started in this container.
@@ -33,6 +109,8 @@ pub enum State {
         of: usize,
         elapsed: u64,
     },
+    /// Still running after `after` seconds, its timeout: the caller stops it.
+    Overdue { after: u64 },
     /// Ran to its end, after `elapsed` seconds, and the sentinel exists.
     Succeeded { elapsed: u64 },
     /// A step failed or the sentinel is missing; the message is safe to show.
@@ -41,6 +119,114 @@ pub enum State {
     TimedOut { after: u64 },
     /// Cut short at step `step` of `of` by a restart of the node container; never re-run.
     Interrupted { step: usize, of: usize },
+}
+
+/// Parses what [`probe`] printed.
+pub fn parse(text: &str) -> Report {
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("none").split_whitespace().collect();
+    let (elapsed, step, word, of) = match head.as_slice() {
+        ["none"] => return Report::NotStarted,
+        [elapsed, step, word, of] => match (Word::parse(word), elapsed.parse(), of.parse()) {
+            (Some(word), Ok(elapsed), Ok(of)) => (elapsed, step.parse().unwrap_or(0), word, of),
+            _ => return Report::Unreadable,
+        },
+        _ => return Report::Unreadable,
+    };
+    let failure = (word == Word::Failed).then(|| Failure {
+        code: lines.next().unwrap_or_default().to_string(),
+        command: lines.next().unwrap_or_default().to_string(),
+        output: lines.collect::<Vec<_>>().join("\n"),
+    });
+    Report::Started {
+        elapsed,
+        step,
+        of,
+        word,
+        failure,
+    }
+}
+
+/// The state a report tells, for a bootstrap allowed `timeout_secs` (pure).
+pub fn state(report: &Report, timeout_secs: u64) -> State {
+    let Report::Started {
+        elapsed,
+        step,
+        of,
+        word,
+        failure,
+    } = report
+    else {
+        return match report {
+            Report::NotStarted => State::NotStarted,
+            _ => State::Failed {
+                message: format!(
+                    "the bootstrap was started but its state in {DIR} and {STAGE} cannot be read"
+                ),
+            },
+        };
+    };
+    let (elapsed, step, of) = (*elapsed, *step, *of);
+    match word {
+        Word::Succeeded => State::Succeeded { elapsed },
+        Word::Timeout => State::TimedOut {
+            after: timeout_secs,
+        },
+        Word::Interrupted => State::Interrupted { step, of },
+        Word::NoSentinel => State::Failed {
+            message: format!(
+                "the bootstrap ran to its end but did not create {}",
+                bootstrap::SENTINEL
+            ),
+        },
+        Word::Failed => {
+            let f = failure.clone().unwrap_or(Failure {
+                code: String::new(),
+                command: String::new(),
+                output: String::new(),
+            });
+            State::Failed {
+                message: failure_message(&f.command, &f.code, &f.output),
+            }
+        }
+        Word::Running if elapsed > timeout_secs => State::Overdue {
+            after: timeout_secs,
+        },
+        Word::Running => State::Running { step, of, elapsed },
+    }
+}
+
+/// The bootstrap protocol with one node container: start a plan, probe where it stands, stop
+/// it. Waiting for its progress without holding a reconcile is [`Waiter`]'s.
+pub struct Node<'a, D> {
+    docker: &'a D,
+    container: &'a str,
+}
+
+impl<'a, D: ContainerRuntime> Node<'a, D> {
+    /// The bootstrap of `container`.
+    pub fn new(docker: &'a D, container: &'a str) -> Self {
+        Self { docker, container }
+    }
+
+    /// Starts `plan`: one upload, one exec. Of two racing starts only one runs.
+    pub async fn start(&self, plan: &Plan) -> Result<(), docker::Error> {
+        start(self.docker, self.container, plan).await
+    }
+
+    /// Asks the node where its bootstrap stands.
+    pub async fn probe(&self) -> Result<Report, docker::Error> {
+        let out = self
+            .docker
+            .exec(self.container, &["sh", "-c", &probe()], None)
+            .await?;
+        Ok(parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Stops a running bootstrap and records that it timed out.
+    pub async fn stop(&self) -> Result<(), docker::Error> {
+        stop(self.docker, self.container).await
+    }
 }
 
 /// The archive that puts `plan`'s files and the script that carries it out in the node (one
@@ -98,7 +284,7 @@ pub fn script_path() -> String {
 }
 
 /// Starts `plan` in `container`: one upload, one exec.
-pub async fn start<D: ContainerRuntime>(
+async fn start<D: ContainerRuntime>(
     docker: &D,
     container: &str,
     plan: &Plan,
@@ -129,91 +315,19 @@ pub async fn start<D: ContainerRuntime>(
     Ok(())
 }
 
-/// Reads where the bootstrap of `container` stands; stops it when it ran past `timeout_secs`.
-pub async fn observe<D: ContainerRuntime>(
-    docker: &D,
-    container: &str,
-    timeout_secs: u64,
-) -> Result<State, docker::Error> {
-    let out = docker
-        .exec(container, &["sh", "-c", &probe()], None)
-        .await?;
-    interpret(
-        docker,
-        container,
-        timeout_secs,
-        &String::from_utf8_lossy(&out.stdout),
-    )
-    .await
-}
-
-/// The shell commands that print where the bootstrap stands, for [`interpret`].
+/// The shell commands that print where the bootstrap stands, for [`parse`].
 fn probe() -> String {
     format!(
         "test -f {m} || {{ echo none; exit 0; }}; \
-         s=$(cat {DIR}/bootstrap.status 2>/dev/null) || {{ test -f {RUN}/bootstrap.running && s=running || s=interrupted; }}; \
+         s=$(cat {DIR}/bootstrap.status 2>/dev/null) || {{ test -f {RUN}/bootstrap.running && s={running} || s={interrupted}; }}; \
          t=$(cat {m}); now=$(date +%s); n=$(cat {DIR}/bootstrap.step 2>/dev/null); of=$(wc -l < {STAGE}/steps.txt 2>/dev/null); \
-         echo \"$(( now - ${{t:-$now}} )) ${{n:-0}} ${{s:-running}} ${{of:-0}}\"; \
+         echo \"$(( now - ${{t:-$now}} )) ${{n:-0}} ${{s:-{running}}} ${{of:-0}}\"; \
          if [ -f {DIR}/bootstrap.failed ]; then read n code < {DIR}/bootstrap.failed; \
          echo \"$code\"; sed -n \"${{n}}p\" {STAGE}/steps.txt; tail -n 40 {DIR}/bootstrap.log | cut -c -2000; fi",
-        m = bootstrap::STARTED_MARKER
+        m = bootstrap::STARTED_MARKER,
+        running = Word::Running.as_str(),
+        interrupted = Word::Interrupted.as_str(),
     )
-}
-
-/// The state that [`probe`]'s output `text` tells; stops a bootstrap that ran past
-/// `timeout_secs`.
-pub async fn interpret<D: ContainerRuntime>(
-    docker: &D,
-    container: &str,
-    timeout_secs: u64,
-    text: &str,
-) -> Result<State, docker::Error> {
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap_or("none").split_whitespace().collect();
-    let (elapsed, step, status, of) = match head.as_slice() {
-        [elapsed, step, status, of] => (
-            elapsed.parse().unwrap_or(0),
-            step.parse().unwrap_or(0),
-            *status,
-            of.parse().unwrap_or(0),
-        ),
-        ["none"] => return Ok(State::NotStarted),
-        _ => {
-            return Ok(State::Failed {
-                message: format!(
-                    "the bootstrap was started but its state in {DIR} and {STAGE} cannot be read"
-                ),
-            });
-        }
-    };
-    Ok(match status {
-        "succeeded" => State::Succeeded { elapsed },
-        "timeout" => State::TimedOut {
-            after: timeout_secs,
-        },
-        "interrupted" => State::Interrupted { step, of },
-        "nosentinel" => State::Failed {
-            message: format!(
-                "the bootstrap ran to its end but did not create {}",
-                bootstrap::SENTINEL
-            ),
-        },
-        "failed" => {
-            let code = lines.next().unwrap_or_default().to_string();
-            let command = lines.next().unwrap_or_default().to_string();
-            let output: Vec<&str> = lines.collect();
-            State::Failed {
-                message: failure_message(&command, &code, &output.join("\n")),
-            }
-        }
-        _ if elapsed > timeout_secs => {
-            stop(docker, container).await?;
-            State::TimedOut {
-                after: timeout_secs,
-            }
-        }
-        _ => State::Running { step, of, elapsed },
-    })
 }
 
 /// What a user reads of a failed step: the command and its exit code, then its last lines of
@@ -231,10 +345,10 @@ fn failure_message(command: &str, code: &str, output: &str) -> String {
     crate::report::fit(&redact(&message), crate::report::CONDITION_MESSAGE_LIMIT)
 }
 
-/// The containers with a bootstrap waiter: `None` while it waits, then what it saw (the
-/// output of [`probe`]) until a reconcile takes it with [`take_seen`].
-pub type Waits =
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>>;
+/// The lock file the script holds while it runs step `step` (0: waiting for systemd).
+fn step_lock(step: usize) -> String {
+    format!("{RUN}/step-{step}.lock")
+}
 
 /// What a reconcile finds about a container's waiter.
 #[derive(Debug, PartialEq, Eq)]
@@ -243,92 +357,122 @@ pub enum Seen {
     Nothing,
     /// One waits inside the node.
     Waiting,
-    /// One returned and saw this (the output of the state probe).
-    Returned(String),
+    /// One returned and saw this.
+    Returned(Report),
 }
 
-/// Takes what the waiter of `container` saw, if it returned; leaves a waiting one in place.
-pub fn take_seen(waits: &Waits, container: &str) -> Seen {
-    let Ok(mut waits) = waits.lock() else {
-        return Seen::Nothing;
-    };
-    match waits.get(container) {
-        None => Seen::Nothing,
-        Some(None) => Seen::Waiting,
-        Some(Some(_)) => waits
-            .remove(container)
-            .flatten()
-            .map_or(Seen::Nothing, Seen::Returned),
-    }
-}
-
-/// The lock file the script holds while it runs step `step` (0: waiting for systemd).
-fn step_lock(step: usize) -> String {
-    format!("{RUN}/step-{step}.lock")
-}
-
-/// Waits, in a task of its own and inside the node, until the bootstrap of `container` is past
-/// step `step` or has ended (or `limit_secs` pass), then reads where it stands, keeps that in
-/// `waits` for the next reconcile ([`take_seen`]) and sends `wake`; one such task per
-/// container. A change is thus seen at once instead of at the next look, for the price of one
-/// exec, and while the task waits, reconciles need not look inside the node at all.
+/// Tasks that wait, each inside one node, until its bootstrap moves on, then keep what they saw
+/// for the next reconcile and wake the machine up. A change is thus seen at once instead of at
+/// the next look, for the price of one exec, and while a task waits, reconciles need not look
+/// inside the node at all. The tasks belong to the controller: [`Waiter::shut_down`] stops them.
 ///
 /// The wait costs nothing inside the node: the script holds an exclusive lock on a file per
 /// step, and the waiter blocks on a shared lock of the same file (`flock`, util-linux, in every
 /// kindest/node image). Only where `flock` is missing, or for a bootstrap started without the
 /// locks, does it poll once a second with shell builtins (a 50-node cluster of pollers forking
 /// `cat` and `sleep` ten times a second took a core of a 2-core machine).
-pub fn wake_on_progress<D: ContainerRuntime + Clone>(
-    docker: &D,
-    container: &str,
-    step: usize,
-    limit_secs: u64,
-    waits: &Waits,
-    wake: impl FnOnce() + Send + 'static,
-) {
-    let Ok(mut active) = waits.lock() else {
-        return;
-    };
-    if matches!(active.get(container), Some(None)) {
-        return;
-    }
-    active.insert(container.to_string(), None);
-    drop(active);
-    let (docker, container, waits) = (docker.clone(), container.to_string(), waits.clone());
-    let wait = format!(
-        "if [ ! -f {DIR}/bootstrap.status ]; then \
-         if command -v flock >/dev/null && test -f {lock}; then flock -s -w {limit} {lock} true; \
-         else i=0; while [ ! -f {DIR}/bootstrap.status ] && [ -f {RUN}/bootstrap.running ] && read s < {DIR}/bootstrap.step && [ \"$s\" = {step} ] && [ $i -lt {limit} ]; do \
-         sleep 1; i=$((i+1)); done; fi; fi; {probe}",
-        lock = step_lock(step),
-        limit = limit_secs.max(1),
-        probe = probe()
-    );
-    tokio::spawn(async move {
-        let outcome = docker.exec(&container, &["sh", "-c", &wait], None).await;
-        let seen = match &outcome {
-            Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-            Err(_) => {
-                // The container went away or Docker failed; look again soon, not in a loop.
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                None
-            }
+#[derive(Clone, Default)]
+pub struct Waiter {
+    /// Container -> `None` while its task waits, then what it saw until taken.
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Option<Report>>>>,
+    tasks: tokio_util::task::TaskTracker,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Waiter {
+    /// Takes what the task of `container` saw, if it returned; leaves a waiting one in place.
+    pub fn take(&self, container: &str) -> Seen {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Seen::Nothing;
         };
-        if let Ok(mut active) = waits.lock() {
-            match seen {
-                Some(text) => active.insert(container, Some(text)),
-                None => active.remove(&container),
-            };
+        match seen.get(container) {
+            None => Seen::Nothing,
+            Some(None) => Seen::Waiting,
+            Some(Some(_)) => seen
+                .remove(container)
+                .flatten()
+                .map_or(Seen::Nothing, Seen::Returned),
         }
-        wake();
-    });
+    }
+
+    /// Forgets `container` (its machine is gone).
+    pub fn forget(&self, container: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(container);
+        }
+    }
+
+    /// Starts a task that waits until the bootstrap of `container` is past step `step` or has
+    /// ended (or `limit_secs` pass), then calls `wake`; nothing when one waits already. Steps
+    /// that end within a second of the one before are waited through, so a quick run of
+    /// steps (files, short commands) wakes the machine once, at its end, not once per step.
+    pub fn watch<D: ContainerRuntime + Clone>(
+        &self,
+        docker: &D,
+        container: &str,
+        step: usize,
+        limit_secs: u64,
+        wake: impl FnOnce() + Send + 'static,
+    ) {
+        let Ok(mut active) = self.seen.lock() else {
+            return;
+        };
+        if matches!(active.get(container), Some(None)) || self.stop.is_cancelled() {
+            return;
+        }
+        active.insert(container.to_string(), None);
+        drop(active);
+        let (docker, container, seen) = (docker.clone(), container.to_string(), self.seen.clone());
+        let wait = format!(
+            "if [ ! -f {DIR}/bootstrap.status ]; then \
+             if command -v flock >/dev/null && test -f {lock}; then flock -s -w {limit} {lock} true; \
+             n=0; while [ ! -f {DIR}/bootstrap.status ] && [ $n -lt 50 ] && read s < {DIR}/bootstrap.step && \
+             test -f {RUN}/step-$s.lock && flock -s -w 1 {RUN}/step-$s.lock true; do n=$((n+1)); done; \
+             else i=0; while [ ! -f {DIR}/bootstrap.status ] && [ -f {RUN}/bootstrap.running ] && read s < {DIR}/bootstrap.step && [ \"$s\" = {step} ] && [ $i -lt {limit} ]; do \
+             sleep 1; i=$((i+1)); done; fi; fi; {probe}",
+            lock = step_lock(step),
+            limit = limit_secs.max(1),
+            probe = probe()
+        );
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            let cmd = ["sh", "-c", wait.as_str()];
+            let outcome = tokio::select! {
+                outcome = docker.exec(&container, &cmd, None) => outcome,
+                () = stop.cancelled() => return,
+            };
+            let report = match &outcome {
+                Ok(out) => Some(parse(&String::from_utf8_lossy(&out.stdout))),
+                Err(_) => {
+                    // The container went away or Docker failed; look again soon, not in a loop.
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    None
+                }
+            };
+            if let Ok(mut active) = seen.lock() {
+                match report {
+                    Some(report) => active.insert(container, Some(report)),
+                    None => active.remove(&container),
+                };
+            }
+            wake();
+        });
+    }
+
+    /// Stops every task and waits until they are gone.
+    pub async fn shut_down(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 /// Stops a running bootstrap and records that it timed out.
 async fn stop<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), docker::Error> {
     let kill = format!(
         "kill -TERM -$(cat {RUN}/bootstrap.pid) 2>/dev/null; sleep 1; kill -KILL -$(cat {RUN}/bootstrap.pid) 2>/dev/null; \
-         echo timeout > {DIR}/.bootstrap.status && mv {DIR}/.bootstrap.status {DIR}/bootstrap.status"
+         echo {timeout} > {DIR}/.bootstrap.status && mv {DIR}/.bootstrap.status {DIR}/bootstrap.status",
+        timeout = Word::Timeout.as_str()
     );
     docker
         .exec(container, &["sh", "-c", &kill], None)
@@ -346,7 +490,7 @@ fn script(plan: &Plan) -> String {
          trap 'rm -rf {STAGE}/files' EXIT\n\
          # State files are replaced whole (write, then rename), so a look never reads half of one.\n\
          put() {{ echo \"$2\" > {DIR}/.$1 && mv {DIR}/.$1 {DIR}/$1; }}\n\
-         fail() {{ put bootstrap.failed \"$1 $2\"; put bootstrap.status failed; exit 0; }}\n\
+         fail() {{ put bootstrap.failed \"$1 $2\"; put bootstrap.status {failed}; exit 0; }}\n\
          # fd 9 holds the lock of the current step (step 0's comes from the launcher).\n\
          next_step() {{ exec 8> \"$2\"; if command -v flock >/dev/null; then flock -x 8; fi; \
          put bootstrap.step \"$1\"; exec 9>&8 8>&-; }}\n\
@@ -354,7 +498,8 @@ fn script(plan: &Plan) -> String {
          # appears a moment after the container starts.\n\
          if command -v systemctl >/dev/null 2>&1; then i=0; while [ $i -lt 600 ]; do\n\
            case \"$(systemctl is-system-running --wait 2>/dev/null)\" in running|degraded) break;; esac\n\
-           i=$((i+1)); sleep 0.1; done; fi\n"
+           i=$((i+1)); sleep 0.1; done; fi\n",
+        failed = Word::Failed.as_str()
     );
     let mut n = 0;
     for (i, step) in plan.steps.iter().enumerate() {
@@ -386,8 +531,10 @@ fn script(plan: &Plan) -> String {
         }
     }
     s.push_str(&format!(
-        "if [ -f {} ]; then put bootstrap.status succeeded; else put bootstrap.status nosentinel; fi\n",
-        bootstrap::SENTINEL
+        "if [ -f {} ]; then put bootstrap.status {}; else put bootstrap.status {}; fi\n",
+        bootstrap::SENTINEL,
+        Word::Succeeded.as_str(),
+        Word::NoSentinel.as_str()
     ));
     s
 }
@@ -438,6 +585,74 @@ fn quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_node_reports_is_parsed() {
+        let started = |elapsed, step, of, word| Report::Started {
+            elapsed,
+            step,
+            of,
+            word,
+            failure: None,
+        };
+        let cases = [
+            ("none\n", Report::NotStarted),
+            ("", Report::NotStarted),
+            ("12 2 running 3\n", started(12, 2, 3, Word::Running)),
+            ("40 3 succeeded 3\n", started(40, 3, 3, Word::Succeeded)),
+            ("5 1 interrupted 3\n", started(5, 1, 3, Word::Interrupted)),
+            ("61 2 timeout 3\n", started(61, 2, 3, Word::Timeout)),
+            ("9 3 nosentinel 3\n", started(9, 3, 3, Word::NoSentinel)),
+            (
+                "7 2 failed 3\n1\ncommand \"kubeadm init\"\nline a\nline b\n",
+                Report::Started {
+                    elapsed: 7,
+                    step: 2,
+                    of: 3,
+                    word: Word::Failed,
+                    failure: Some(Failure {
+                        code: "1".into(),
+                        command: "command \"kubeadm init\"".into(),
+                        output: "line a\nline b".into(),
+                    }),
+                },
+            ),
+            ("7 2 exploded 3\n", Report::Unreadable),
+            ("garbage\n", Report::Unreadable),
+            ("x 2 running 3\n", Report::Unreadable),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text), want, "{text:?}");
+        }
+        for word in Word::ALL {
+            assert_eq!(Word::parse(word.as_str()), Some(word));
+        }
+    }
+
+    #[test]
+    fn the_state_of_a_report_depends_on_the_timeout() {
+        let running = |elapsed| Report::Started {
+            elapsed,
+            step: 2,
+            of: 3,
+            word: Word::Running,
+            failure: None,
+        };
+        assert_eq!(
+            state(&running(60), 60),
+            State::Running {
+                step: 2,
+                of: 3,
+                elapsed: 60
+            }
+        );
+        assert_eq!(state(&running(61), 60), State::Overdue { after: 60 });
+        assert_eq!(state(&Report::NotStarted, 60), State::NotStarted);
+        assert!(matches!(
+            state(&Report::Unreadable, 60),
+            State::Failed { .. }
+        ));
+    }
 
     #[test]
     fn failure_messages_have_the_command_and_whole_last_lines_without_secrets() {

@@ -2,67 +2,181 @@
 //! the load balancer, and its provider ID. Reconciles on changes to KindMachines, to their
 //! Machines, Clusters and KindClusters, to their containers in Docker, and when a bootstrap
 //! running in a node ends (a task waits for that inside the node and wakes the machine up).
+//!
+//! One reconcile (reconcile.rs): the contract checks, then observe (observe.rs: everything
+//! read once), plan (plan.rs: pure, the next steps and the machine's phase), act (act.rs: the
+//! steps through Docker and the API), status (status.rs: pure, written once).
 
+mod act;
 pub mod bootstrap;
+mod observe;
+pub mod plan;
 mod reconcile;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use capkind_api::capi::{CLUSTER_NAME_LABEL, Cluster, Machine};
-use capkind_api::v1beta1::{KindCluster, KindMachine};
+use capkind_api::capi::{self, CLUSTER_NAME_LABEL, Cluster, Machine};
+use capkind_api::v1beta2::{KindCluster, KindMachine};
 use futures::StreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store, reflector};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-pub use reconcile::{FINALIZER, provider_id, reconcile};
+pub use plan::provider_id;
+pub use reconcile::{FINALIZER, reconcile};
 
 use super::{Context, Scope, error_policy};
 use crate::docker::{ContainerRuntime, labels};
+use crate::node::Privileges;
 
-/// Runs the controller until `shutdown` resolves.
+/// The KindMachine controller's own state, next to the [`Context`] it shares with the
+/// KindCluster controller; made by [`run`].
+pub struct Machines<D> {
+    /// What both controllers share.
+    pub ctx: Arc<Context<D>>,
+    /// How node containers get their rights.
+    pub privileges: Privileges,
+    /// The caches of the watches the controller keeps anyway, for reads without a request.
+    pub cache: Cache,
+    /// Nodes whose provider ID is known to be set in their workload cluster.
+    pub nodes_done: Mutex<HashSet<String>>,
+    /// The tasks that wait for bootstraps inside nodes.
+    pub waiter: bootstrap::Waiter,
+    /// Wakes a machine (namespace, name) up at once; the controller's `run` listens.
+    pub wake: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+}
+
+/// The objects a KindMachine reconcile reads, as the controller's watches see them.
+#[derive(Clone)]
+pub struct Cache {
+    /// Machines.
+    pub machines: Store<Machine>,
+    /// Clusters.
+    pub clusters: Store<Cluster>,
+    /// KindClusters.
+    pub kind_clusters: Store<KindCluster>,
+}
+
+/// What fills a [`Cache`].
+struct Writers {
+    machines: Writer<Machine>,
+    clusters: Writer<Cluster>,
+    kind_clusters: Writer<KindCluster>,
+}
+
+impl Cache {
+    /// Empty caches, with Clusters and Machines read through `capi`, and what fills them.
+    fn new(capi: capi::Version) -> (Self, Writers) {
+        let writers = Writers {
+            machines: Writer::new(Machine::api_resource(capi)),
+            clusters: Writer::new(Cluster::api_resource(capi)),
+            kind_clusters: Writer::default(),
+        };
+        let cache = Cache {
+            machines: writers.machines.as_reader(),
+            clusters: writers.clusters.as_reader(),
+            kind_clusters: writers.kind_clusters.as_reader(),
+        };
+        (cache, writers)
+    }
+
+    /// Caches that stay empty (for tests: every read goes to the API).
+    #[cfg(test)]
+    pub fn empty(capi: capi::Version) -> Self {
+        Self::new(capi).0
+    }
+}
+
+/// Runs the controller until `shutdown` resolves, then stops its background tasks.
 pub async fn run<D: ContainerRuntime + Clone>(
     ctx: Arc<Context<D>>,
+    privileges: Privileges,
     scope: Scope,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     ctx.metrics.set_max_workers("kindmachine", concurrency);
-    let controller = Controller::new(scope.api::<KindMachine>(client.clone()), scope.watcher());
+    // The controller's own store, as Controller::new makes it, without managed fields: nothing
+    // here reads them, and at 100 machines they were the largest part of the cache.
+    let (store, writer) = kube::runtime::reflector::store();
+    let own = watcher(scope.api::<KindMachine>(client.clone()), scope.watcher())
+        .modify(|km| km.managed_fields_mut().clear());
+    let controller = Controller::for_stream(reflector(writer, own).applied_objects(), store);
     let store = controller.store();
     super::mark_synced_when_ready(&ctx, store.clone());
+    let (wake, wakeups) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let wakeups = futures::stream::unfold(wakeups, |mut rx| async move {
+        let (namespace, name) = rx.recv().await?;
+        Some((ObjectRef::new(&name).within(&namespace), rx))
+    });
     let triggers = futures::stream::select(
         super::container_owner_events(ctx.docker.clone(), &[(labels::OWNER_KIND, "KindMachine")]),
-        ctx.wakeups(),
+        wakeups,
     );
+    let (controller, cache) = with_related(controller, &scope, client, store, ctx.capi);
+    let state = Arc::new(Machines {
+        ctx: ctx.clone(),
+        privileges,
+        cache,
+        nodes_done: Mutex::default(),
+        waiter: bootstrap::Waiter::default(),
+        wake,
+    });
+    let waiter = state.waiter.clone();
+    controller
+        .reconcile_on(triggers)
+        .reconcile_all_on(super::docker_transitions(ctx.docker.clone()))
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |km, m: Arc<Machines<D>>| {
+                let metrics = m.ctx.metrics.clone();
+                async move { super::counted("kindmachine", &metrics, km, m, reconcile).await }
+            },
+            |km, error, m| error_policy(km.as_ref(), error, &m.ctx),
+            state,
+        )
+        .for_each(|_| async {})
+        .await;
+    waiter.shut_down().await;
+}
+
+/// The controller with the watches of the objects a KindMachine depends on (Machine, Cluster,
+/// KindCluster; the first two through `capi`), which also fill the returned caches.
+fn with_related(
+    controller: Controller<KindMachine>,
+    scope: &Scope,
+    client: kube::Client,
+    store: Store<KindMachine>,
+    capi: capi::Version,
+) -> (Controller<KindMachine>, Cache) {
     let (by_cluster, by_kindcluster) = (store.clone(), store);
     // The watches that trigger reconciles also fill caches, so reconciles read their Machine,
     // Cluster and KindCluster without a request (controller-runtime's cached client does the
     // same); 50 machines made ~20 GETs each before.
-    let (machines, machines_writer) = reflector::store();
-    let (clusters, clusters_writer) = reflector::store();
-    let (kind_clusters, kind_clusters_writer) = reflector::store();
-    let _ = ctx.cache.set(super::Cache {
-        machines,
-        clusters,
-        kind_clusters,
-    });
-    controller
-        .watches_stream(
-            cached(
-                machines_writer,
-                scope.api::<Machine>(client.clone()),
-                &scope,
+    let (cache, writers) = Cache::new(capi);
+    let (machine, cluster) = (Machine::api_resource(capi), Cluster::api_resource(capi));
+    let controller = controller
+        .watches_stream_with(
+            super::cached(
+                writers.machines,
+                scope.api_with(client.clone(), &machine),
+                scope,
             ),
             machine_to_kindmachine,
+            machine,
         )
-        .watches_stream(
-            cached(
-                clusters_writer,
-                scope.api::<Cluster>(client.clone()),
-                &scope,
+        .watches_stream_with(
+            super::cached(
+                writers.clusters,
+                scope.api_with(client.clone(), &cluster),
+                scope,
             ),
             move |c: Cluster| {
                 machines_of(
@@ -71,12 +185,13 @@ pub async fn run<D: ContainerRuntime + Clone>(
                     &c.name_any(),
                 )
             },
+            cluster,
         )
         .watches_stream(
-            cached(
-                kind_clusters_writer,
+            super::cached(
+                writers.kind_clusters,
                 scope.api::<KindCluster>(client),
-                &scope,
+                scope,
             ),
             move |kc: KindCluster| {
                 let cluster = kc
@@ -90,46 +205,18 @@ pub async fn run<D: ContainerRuntime + Clone>(
                     &cluster,
                 )
             },
-        )
-        .reconcile_on(triggers)
-        .reconcile_all_on(super::docker_transitions(ctx.docker.clone()))
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |km, ctx| super::counted("kindmachine", km, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+        );
+    (controller, cache)
 }
 
-/// The watch of `api` within `scope`, filling `writer`'s cache on the way.
-fn cached<K>(
-    writer: reflector::store::Writer<K>,
-    api: kube::Api<K>,
-    scope: &Scope,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    reflector(writer, watcher(api, scope.watcher())).touched_objects()
-}
-
-/// A Machine maps to the KindMachine its infrastructureRef names.
+/// A Machine maps to the KindMachine its infrastructureRef names (by group and kind: v1beta2
+/// references carry no version).
 fn machine_to_kindmachine(m: Machine) -> Option<ObjectRef<KindMachine>> {
     let r = &m.spec.infrastructure_ref;
-    let group = r.api_version.as_deref()?.split('/').next()?;
-    if r.kind.as_deref() != Some("KindMachine") || group != KindMachine::group(&()) {
+    if !r.is(&KindMachine::group(&()), &KindMachine::kind(&())) {
         return None;
     }
-    Some(ObjectRef::new(r.name.as_deref()?).within(&m.namespace().unwrap_or_default()))
+    Some(ObjectRef::new(r.name()?).within(&m.namespace().unwrap_or_default()))
 }
 
 /// The KindMachines of a cluster, from the controller's own cache (no API calls in a mapper).

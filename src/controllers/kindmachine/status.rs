@@ -1,16 +1,139 @@
-//! The KindMachine's status as a pure function of the object and the reconcile's findings.
+//! The KindMachine's status as a pure function of the object and the reconcile's findings:
+//! the condition types and their reasons, the phase rendered into both condition shapes.
 
-use capkind_api::v1beta1::{
+use capkind_api::v1beta2::{
     ConditionSeverity, Initialization, KindMachine, KindMachineStatus, MachineAddress,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::capi::conditions::{self, Cond, PAUSED};
+use super::plan::Phase;
+use crate::capi::conditions::{self, Cond};
 
 /// The node container's condition type.
 pub const CONTAINER_PROVISIONED: &str = "ContainerProvisioned";
 /// The bootstrap's condition type.
 pub const BOOTSTRAP_EXEC_SUCCEEDED: &str = "BootstrapExecSucceeded";
+
+/// The reasons of ContainerProvisioned and BootstrapExecSucceeded (errors add theirs:
+/// `Error::reason`).
+pub mod reason {
+    /// ContainerProvisioned: no container before the cluster's infrastructure is ready.
+    pub const WAITING_FOR_CLUSTER_INFRASTRUCTURE: &str = "WaitingForClusterInfrastructure";
+    /// ContainerProvisioned: no container before the bootstrap data exists.
+    pub const WAITING_FOR_BOOTSTRAP_DATA: &str = "WaitingForBootstrapData";
+    /// ContainerProvisioned: no worker before the control plane is initialized.
+    pub const WAITING_FOR_CONTROL_PLANE_INITIALIZED: &str = "WaitingForControlPlaneInitialized";
+    /// ContainerProvisioned: the container runs.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// ContainerProvisioned: the container of a provisioned machine is gone.
+    pub const CONTAINER_DELETED: &str = "ContainerDeleted";
+    /// ContainerProvisioned: the container of a provisioned machine was stopped.
+    pub const CONTAINER_STOPPED: &str = "ContainerStopped";
+    /// ContainerProvisioned: the container died by itself.
+    pub const CONTAINER_EXITED: &str = "ContainerExited";
+    /// ContainerProvisioned: the machine is being deleted.
+    pub const DELETING: &str = "Deleting";
+    /// BootstrapExecSucceeded: no container to run the bootstrap in yet.
+    pub const WAITING_FOR_CONTAINER: &str = "WaitingForContainer";
+    /// BootstrapExecSucceeded: the bootstrap runs.
+    pub const BOOTSTRAPPING: &str = "Bootstrapping";
+    /// BootstrapExecSucceeded: it ran to completion.
+    pub const BOOTSTRAP_SUCCEEDED: &str = "BootstrapSucceeded";
+    /// BootstrapExecSucceeded: a step failed or the sentinel is missing.
+    pub const BOOTSTRAP_FAILED: &str = "BootstrapFailed";
+    /// BootstrapExecSucceeded: it ran past its timeout.
+    pub const BOOTSTRAP_TIMED_OUT: &str = "BootstrapTimedOut";
+    /// BootstrapExecSucceeded: a restart of the node cut it short.
+    pub const BOOTSTRAP_INTERRUPTED: &str = "BootstrapInterrupted";
+}
+
+/// The condition an error of a KindMachine reconcile belongs to.
+pub fn condition_of(error: &crate::controllers::Error) -> &'static str {
+    use crate::controllers::Error;
+    match error {
+        Error::BootstrapData(_)
+        | Error::BootstrapSecretMissing { .. }
+        | Error::BadTimeout(_)
+        | Error::PreloadFailed { .. } => BOOTSTRAP_EXEC_SUCCEEDED,
+        // preLoadImages are pulled once the container runs, before the bootstrap.
+        Error::ImagePulling { preload: true, .. } | Error::ImagePull { preload: true, .. } => {
+            BOOTSTRAP_EXEC_SUCCEEDED
+        }
+        _ => CONTAINER_PROVISIONED,
+    }
+}
+
+/// The conditions of `phase` for the container `name`; `bootstrap_before` is the bootstrap's
+/// condition as last written, kept where the phase says nothing new about it.
+pub fn conditions(phase: &Phase, name: &str, bootstrap_before: Cond) -> (Cond, Cond) {
+    use Phase::*;
+    let container = match phase {
+        Waiting { reason, message } => waiting(CONTAINER_PROVISIONED, reason, *message),
+        Exited { message } => problem(CONTAINER_PROVISIONED, reason::CONTAINER_EXITED, message),
+        Lost { reason, message } => problem(CONTAINER_PROVISIONED, reason, message),
+        Deleting => waiting(
+            CONTAINER_PROVISIONED,
+            reason::DELETING,
+            format!("Removing container {name}"),
+        ),
+        Started | Bootstrapping { .. } | Ready | BootstrapFailed { .. } => Cond::ok(
+            CONTAINER_PROVISIONED,
+            reason::PROVISIONED,
+            format!("Container {name} is running"),
+        ),
+    };
+    let bootstrap = match phase {
+        Waiting { .. } => waiting(
+            BOOTSTRAP_EXEC_SUCCEEDED,
+            reason::WAITING_FOR_CONTAINER,
+            "Waiting for the node container",
+        ),
+        Exited { .. } => waiting(
+            BOOTSTRAP_EXEC_SUCCEEDED,
+            reason::WAITING_FOR_CONTAINER,
+            "Waiting for the node container to run",
+        ),
+        Bootstrapping { message } => {
+            waiting(BOOTSTRAP_EXEC_SUCCEEDED, reason::BOOTSTRAPPING, message)
+        }
+        Ready => Cond::ok(
+            BOOTSTRAP_EXEC_SUCCEEDED,
+            reason::BOOTSTRAP_SUCCEEDED,
+            "The bootstrap data ran to completion",
+        ),
+        BootstrapFailed { reason, message } => problem(BOOTSTRAP_EXEC_SUCCEEDED, reason, message),
+        Started | Lost { .. } | Deleting => bootstrap_before,
+    };
+    (container, bootstrap)
+}
+
+/// ContainerProvisioned while the bootstrap has an error: as last written when it said the
+/// container `name` runs; otherwise the bootstrap data is what the container waits for.
+pub fn container_before(km: &KindMachine, name: &str) -> Cond {
+    match super::plan::prior(km, CONTAINER_PROVISIONED) {
+        Some(c) if c.status == "True" => Cond::ok(CONTAINER_PROVISIONED, &c.reason, &c.message),
+        _ => waiting(
+            CONTAINER_PROVISIONED,
+            reason::WAITING_FOR_BOOTSTRAP_DATA,
+            format!(
+                "Container {name} waits for usable bootstrap data (see {BOOTSTRAP_EXEC_SUCCEEDED})"
+            ),
+        ),
+    }
+}
+
+/// The bootstrap condition as last written, so that an unrelated error does not reset it.
+pub fn bootstrap_before(km: &KindMachine) -> Cond {
+    match super::plan::prior(km, BOOTSTRAP_EXEC_SUCCEEDED) {
+        Some(c) if c.status == "True" => Cond::ok(BOOTSTRAP_EXEC_SUCCEEDED, &c.reason, &c.message),
+        Some(c) => waiting(BOOTSTRAP_EXEC_SUCCEEDED, &c.reason, c.message.clone()),
+        None => waiting(
+            BOOTSTRAP_EXEC_SUCCEEDED,
+            reason::WAITING_FOR_CONTAINER,
+            "Waiting for the node container",
+        ),
+    }
+}
 
 /// What the reconcile found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,21 +165,15 @@ pub fn status(km: &KindMachine, f: &Findings, now: &Time) -> KindMachineStatus {
         &[f.container.clone(), f.bootstrap.clone()],
         "The node is provisioned and bootstrapped",
     );
-    let not_paused = Cond::not_ok(
-        PAUSED,
-        "NotPaused",
-        "Reconciliation is not paused",
-        ConditionSeverity::Info,
-    );
-    let v1beta2 = st.v1beta2.get_or_insert_with(Default::default);
+    let not_paused = Cond::not_paused();
     for cond in [&f.container, &f.bootstrap, &ready, &not_paused] {
-        conditions::set_v1beta2(&mut v1beta2.conditions, cond, km.metadata.generation, now);
+        conditions::set_v1beta2(&mut st.conditions, cond, km.metadata.generation, now);
     }
+    let v1beta1 = conditions::deprecated(&mut st.deprecated);
     for cond in [&f.container, &f.bootstrap, &ready] {
-        conditions::set_v1beta1(&mut st.conditions, cond, now);
+        conditions::set_v1beta1(&mut v1beta1.conditions, cond, now);
     }
-    if ready.status == capkind_api::v1beta1::ConditionStatus::True {
-        st.ready = true;
+    if ready.status == capkind_api::v1beta2::ConditionStatus::True {
         st.initialization = Some(Initialization {
             provisioned: Some(true),
         });
@@ -69,37 +186,17 @@ pub fn status(km: &KindMachine, f: &Findings, now: &Time) -> KindMachineStatus {
     st
 }
 
-/// The phase of a machine for the `capkind_machines` metric.
-pub fn phase(f: &Findings) -> &'static str {
-    use capkind_api::v1beta1::ConditionStatus::True;
-    let failed = |c: &Cond| c.severity == ConditionSeverity::Warning && c.status != True;
-    match (&f.container, &f.bootstrap) {
-        (c, b) if c.status == True && b.status == True => "Ready",
-        (c, b) if failed(c) || failed(b) => "Failed",
-        (c, _) if c.reason == "Deleting" => "Deleting",
-        (_, b) if b.reason == "Bootstrapping" => "Bootstrapping",
-        (c, _) if c.status == True => "Provisioning",
-        _ => "Waiting",
-    }
-}
-
 /// The status while paused: only the Paused condition changes.
 pub fn paused(km: &KindMachine, message: &str, now: &Time) -> KindMachineStatus {
     let mut st = km.status.clone().unwrap_or_default();
-    let v1beta2 = st.v1beta2.get_or_insert_with(Default::default);
-    conditions::set_v1beta2(
-        &mut v1beta2.conditions,
-        &Cond::ok(PAUSED, "Paused", message),
-        km.metadata.generation,
-        now,
-    );
+    conditions::set_paused(&mut st.conditions, message, km.metadata.generation, now);
     st
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capkind_api::v1beta1::{KindMachineSpec, MachineAddressType};
+    use capkind_api::v1beta2::{KindMachineSpec, MachineAddressType};
 
     fn at(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).expect("time"))
@@ -115,11 +212,7 @@ mod tests {
     }
 
     fn v2(st: &KindMachineStatus, t: &str) -> (String, String) {
-        let c = st
-            .v1beta2
-            .as_ref()
-            .and_then(|v| v.conditions.iter().find(|c| c.type_ == t))
-            .expect(t);
+        let c = st.conditions.iter().find(|c| c.type_ == t).expect(t);
         (c.status.clone(), c.reason.clone())
     }
 
@@ -139,7 +232,7 @@ mod tests {
             ),
         );
         let st = status(&km, &wait, &at(1));
-        assert!(!st.ready);
+        assert!(st.initialization.is_none());
         assert_eq!(
             v2(&st, "Ready"),
             ("False".into(), "WaitingForBootstrapData".into())
@@ -160,7 +253,7 @@ mod tests {
             address: "172.18.0.3".into(),
         }]);
         let st = status(&km, &done, &at(2));
-        assert!(st.ready);
+        assert!(st.initialization.as_ref().and_then(|i| i.provisioned) == Some(true));
         assert_eq!(
             st.initialization.as_ref().and_then(|i| i.provisioned),
             Some(true)
@@ -168,14 +261,25 @@ mod tests {
         assert_eq!(v2(&st, "Ready"), ("True".into(), "Ready".into()));
         assert_eq!(v2(&st, "Paused"), ("False".into(), "NotPaused".into()));
         assert_eq!(st.addresses.len(), 1);
-        let v1: Vec<&str> = st.conditions.iter().map(|c| c.type_.as_str()).collect();
+        let v1: Vec<&str> = st
+            .deprecated
+            .as_ref()
+            .expect("deprecated")
+            .conditions()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
         assert_eq!(
             v1,
             [BOOTSTRAP_EXEC_SUCCEEDED, CONTAINER_PROVISIONED, "Ready"]
         );
 
-        // The container goes away later: the problem shows, provisioning is not undone.
         km.status = Some(st);
+        a_lost_container_does_not_undo_provisioning(km);
+    }
+
+    /// The container goes away later: the problem shows, provisioning is not undone.
+    fn a_lost_container_does_not_undo_provisioning(km: KindMachine) {
         let lost = findings(
             problem(
                 CONTAINER_PROVISIONED,
@@ -189,7 +293,7 @@ mod tests {
             ),
         );
         let st = status(&km, &lost, &at(3));
-        assert!(st.ready);
+        assert!(st.initialization.as_ref().and_then(|i| i.provisioned) == Some(true));
         assert_eq!(
             v2(&st, "Ready"),
             ("False".into(), "ContainerDeleted".into())
