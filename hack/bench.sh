@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The provisioning benchmark (docs/performance.md): release builds of the manager and of the
-# benchmark, then N = 1, 10, 50 machines (or the sizes given as arguments). Installs what it
+# benchmark, then N = 10, 50, 100 machines (or the sizes given as arguments). Installs what it
 # needs like the tests do. Prints Markdown tables.
 #
-#   hack/bench.sh                    # N = 1, 10, 50, three rounds each
+#   hack/bench.sh                    # N = 10, 50, 100, three rounds each
 #   hack/bench.sh 50 10 --rounds 5   # other sizes and rounds
+#   hack/bench.sh --pool [SIZES]     # a MachinePool scaled 0 -> N (default 20) and back to 0,
+#                                    # against the same floor; --rounds R as above
 #   hack/bench.sh --real [ROUNDS]    # only the real kubeadm cluster (1 control plane + 2
 #                                    # workers) against its floor, ROUNDS rounds (default 3)
 set -euo pipefail
