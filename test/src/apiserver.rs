@@ -6,16 +6,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use capkind_api::capi::Version;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, CustomResourceExt};
+use kube::{Client, Config};
 
 use crate::names;
 
 /// A running etcd and kube-apiserver pair, with the CRDs installed.
 #[derive(Debug)]
 pub struct ApiServer {
+    capi: CapiCrds,
     dir: PathBuf,
     kubeconfig: PathBuf,
     url: String,
@@ -34,15 +36,45 @@ pub fn shared() -> &'static ApiServer {
     }
 }
 
+/// The stand-ins for Cluster API's CRDs a test API server serves, as the Cluster API release
+/// they stand in for serves them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapiCrds {
+    /// Cluster and Machine at v1beta1 only, as CAPI v1.10 serves them.
+    V1Beta1,
+    /// Cluster and Machine at v1beta2 only, the version CAPI v1.11 and later store (their
+    /// deprecated v1beta1 left out, so no conversion is involved).
+    V1Beta2,
+    /// None: Cluster API is not installed.
+    Absent,
+}
+
+impl CapiCrds {
+    /// The one version served, if any.
+    pub fn version(self) -> Option<Version> {
+        match self {
+            CapiCrds::V1Beta1 => Some(Version::V1Beta1),
+            CapiCrds::V1Beta2 => Some(Version::V1Beta2),
+            CapiCrds::Absent => None,
+        }
+    }
+}
+
 impl ApiServer {
-    /// Starts a new etcd and kube-apiserver, installs the CRDs and returns once both are ready.
-    /// Retries with other ports when a port was taken by another process in the meantime.
+    /// Starts a new etcd and kube-apiserver, installs the CRDs (Cluster API's at v1beta1) and
+    /// returns once both are ready. Retries with other ports when a port was taken by another
+    /// process in the meantime.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(CapiCrds::V1Beta1)
+    }
+
+    /// Like [`ApiServer::start`], with the stand-ins for Cluster API's CRDs of `capi`.
+    pub fn start_with(capi: CapiCrds) -> Result<Self, String> {
         let etcd = find_etcd()?;
         let apiserver = find_kube_apiserver()?;
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::start_once(&etcd, &apiserver) {
+            match Self::start_once(&etcd, &apiserver, capi) {
                 Ok(server) => return Ok(server),
                 Err(e) => last = e,
             }
@@ -50,7 +82,7 @@ impl ApiServer {
         Err(last)
     }
 
-    fn start_once(etcd: &Path, apiserver: &Path) -> Result<Self, String> {
+    fn start_once(etcd: &Path, apiserver: &Path, capi: CapiCrds) -> Result<Self, String> {
         let dir = new_dir()?;
         let (client_port, peer_port, secure_port) = (free_port()?, free_port()?, free_port()?);
         write_credentials(&dir)?;
@@ -70,6 +102,7 @@ impl ApiServer {
         std::fs::write(&kubeconfig, kubeconfig_yaml(&url, &ca))
             .map_err(|e| format!("write kubeconfig: {e}"))?;
         let server = ApiServer {
+            capi,
             dir,
             kubeconfig,
             url,
@@ -88,6 +121,14 @@ impl ApiServer {
     /// Kills kube-apiserver and starts it again on the same port with the same etcd, as an
     /// API server restart or upgrade looks to its clients. Returns once it answers again.
     pub fn restart_kube_apiserver(&mut self) -> Result<(), String> {
+        self.stop_kube_apiserver();
+        self.start_kube_apiserver()
+    }
+
+    /// Kills kube-apiserver (SIGKILL, as a crash or a lost host looks to its clients) and
+    /// returns once it is gone; etcd keeps running, so [`ApiServer::start_kube_apiserver`]
+    /// brings back the same objects.
+    pub fn stop_kube_apiserver(&mut self) {
         let old = self.pids[1];
         let _ = Command::new("kill").args(["-9", &old.to_string()]).status();
         // Nobody reaps it (its Child handle is gone), so dead means gone or a zombie.
@@ -101,6 +142,14 @@ impl ApiServer {
         while alive(old) {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts kube-apiserver again on its port with the same etcd, after
+    /// [`ApiServer::stop_kube_apiserver`]. Returns once it answers, and serves the Cluster API
+    /// resources again, in lists and in discovery, when they were installed (a restarted API
+    /// server answers /version a moment before it serves custom resources, and lists them a
+    /// moment before discovery names their group, with 404s in between).
+    pub fn start_kube_apiserver(&mut self) -> Result<(), String> {
         let mut api = spawn_logged(
             Command::new(&self.apiserver).args(apiserver_args(
                 &self.dir,
@@ -113,11 +162,26 @@ impl ApiServer {
         let deadline = Instant::now() + Duration::from_secs(90);
         while self
             .block_on(async {
-                self.try_client()
-                    .await?
+                let client = self.try_client().await?;
+                client
                     .apiserver_version()
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                if let Some(version) = self.capi.version()
+                    && std::env::var_os("CAPKIND_TESTENV_NO_CRDS").is_none()
+                {
+                    let ar = capkind_api::capi::Cluster::api_resource(version);
+                    kube::Api::<capkind_api::capi::Cluster>::all_with(client.clone(), &ar)
+                        .list(&kube::api::ListParams::default().limit(1))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    // Discovery of the group lags the resources themselves by a moment
+                    // (404 for /apis/cluster.x-k8s.io), and a manager starting then retries.
+                    capkind::manager::discovery::served_version(&client)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(())
             })
             .is_err()
         {
@@ -132,6 +196,11 @@ impl ApiServer {
             std::thread::sleep(Duration::from_millis(300));
         }
         Ok(())
+    }
+
+    /// The stand-ins for Cluster API's CRDs it serves.
+    pub fn capi(&self) -> CapiCrds {
+        self.capi
     }
 
     /// The kubeconfig file (admin, system:masters).
@@ -215,27 +284,38 @@ impl ApiServer {
     }
 
     async fn install_crds(&self) -> Result<(), String> {
-        install_crds(&self.try_client().await?).await
+        install_crds_with(&self.try_client().await?, self.capi).await
     }
 }
 
 /// Installs (server-side apply) the capkind CRDs and the Cluster API stand-ins of
-/// [`capi_crds`], and waits until they are established.
+/// [`capi_crds`] (v1beta1), and waits until they are established.
 pub async fn install_crds(client: &Client) -> Result<(), String> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    install_crds_with(client, CapiCrds::V1Beta1).await
+}
+
+/// Like [`install_crds`], with the stand-ins for Cluster API's CRDs of `capi`.
+pub async fn install_crds_with(client: &Client, capi: CapiCrds) -> Result<(), String> {
     let mut all = capkind_api::crds::all();
-    all.extend(capi_crds());
+    all.extend(capi.version().map(capi_crds_at).unwrap_or_default());
+    apply_crds(client, &all).await
+}
+
+/// Applies `crds` (server-side, as the test suite's field manager) and waits until each is
+/// established; the error names the CRD and what went wrong.
+pub async fn apply_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<(), String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("capkind-test").force();
-    for crd in &all {
+    for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &params, &Patch::Apply(crd))
+        api.patch(&name, &params, &Patch::Apply(crd))
             .await
             .map_err(|e| format!("apply CRD {name}: {e}"))?;
     }
-    for crd in &all {
+    for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let established = kube::runtime::wait::await_condition(
-            crds.clone(),
+            api.clone(),
             &name,
             kube::runtime::wait::conditions::is_crd_established(),
         );
@@ -247,26 +327,45 @@ pub async fn install_crds(client: &Client) -> Result<(), String> {
     Ok(())
 }
 
-/// Stand-ins for Cluster API's Cluster and Machine CRDs (v1beta1 only, so no conversion is
-/// involved): any content is kept, with a status subresource like the real ones.
+/// Stand-ins for Cluster API's Cluster, Machine and MachinePool CRDs at v1beta1 only (as CAPI
+/// v1.10 serves them, so no conversion is involved): any content is kept, with a status
+/// subresource like the real ones.
 pub fn capi_crds() -> Vec<CustomResourceDefinition> {
-    [
-        capkind_api::capi::Cluster::crd(),
-        capkind_api::capi::Machine::crd(),
-    ]
-    .into_iter()
-    .map(|mut crd| {
-        for version in &mut crd.spec.versions {
-            version.schema = Some(
-                serde_json::from_value(serde_json::json!({"openAPIV3Schema": {
-                    "type": "object", "x-kubernetes-preserve-unknown-fields": true
-                }}))
-                .expect("schema"),
-            );
-        }
-        crd
-    })
-    .collect()
+    capi_crds_at(Version::V1Beta1)
+}
+
+/// The kinds (and plurals) of Cluster API that the stand-ins serve.
+const CAPI_KINDS: [(&str, &str); 3] = [
+    ("Cluster", "clusters"),
+    ("Machine", "machines"),
+    ("MachinePool", "machinepools"),
+];
+
+/// Stand-ins for Cluster API's Cluster, Machine and MachinePool CRDs serving (and storing)
+/// `version` only.
+pub fn capi_crds_at(version: Version) -> Vec<CustomResourceDefinition> {
+    CAPI_KINDS
+        .into_iter()
+        .map(|(kind, plural)| {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.{}", capkind_api::capi::GROUP)},
+                "spec": {
+                    "group": capkind_api::capi::GROUP,
+                    "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural,
+                              "singular": kind.to_lowercase()},
+                    "scope": "Namespaced",
+                    "versions": [{
+                        "name": version.as_str(), "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {
+                            "type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                        "subresources": {"status": {}}
+                    }]
+                }
+            }))
+            .expect("CRD")
+        })
+        .collect()
 }
 
 fn find_etcd() -> Result<PathBuf, String> {

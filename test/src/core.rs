@@ -8,10 +8,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use capkind_api::capi::{Cluster, Machine};
-use capkind_api::v1beta1::{KindCluster, KindMachine, KindMachineTemplate};
+use capkind_api::capi::{Cluster, Machine, Version};
+use capkind_api::v1beta2::{KindCluster, KindMachine, KindMachineTemplate};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -33,6 +35,11 @@ pub struct CoreCluster {
     pub name: String,
     /// The KindMachineTemplate every machine is cloned from.
     pub template: String,
+    /// The version of capkind's API the objects are written in, as a user's manifests or a
+    /// ClusterClass may have them: v1beta2, or v1beta1 (converted by the webhook).
+    pub infra_version: &'static str,
+    /// The version of Cluster and Machine core writes: the newest the API server serves.
+    pub capi: Version,
     next: AtomicUsize,
 }
 
@@ -45,14 +52,51 @@ pub enum Role {
     Worker,
 }
 
-fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
-    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
-           "controller": true, "blockOwnerDeletion": true})
+/// The API of kind `K` at `version` of capkind's API group, across namespaces.
+struct InfraApi {
+    client: Client,
+    resource: ApiResource,
+}
+
+impl InfraApi {
+    fn within(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &self.resource)
+    }
+}
+
+fn infra_api<K: kube::Resource<DynamicType = ()>>(client: &Client, version: &str) -> InfraApi {
+    let mut resource = ApiResource::erase::<K>(&());
+    resource.version = version.to_string();
+    resource.api_version = format!("{}/{version}", resource.group);
+    InfraApi {
+        client: client.clone(),
+        resource,
+    }
+}
+
+/// Creates `object` (its kind `K`) in `version` of capkind's API.
+async fn create_infra<K: kube::Resource<DynamicType = ()>>(
+    client: &Client,
+    version: &str,
+    mut object: Value,
+) -> Result<(), kube::Error> {
+    let api = infra_api::<K>(client, version);
+    object["apiVersion"] = json!(api.resource.api_version);
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let object: DynamicObject = serde_json::from_value(object).expect("object");
+    api.within(&namespace)
+        .create(&PostParams::default(), &object)
+        .await
+        .map(|_| ())
 }
 
 impl CoreCluster {
     /// Creates the Cluster (with core's finalizer), its KindCluster with `kind_spec`, and the
-    /// KindMachineTemplate `<name>-machines` with `machine_spec`, both owned by the Cluster.
+    /// KindMachineTemplate `<name>-machines` with `machine_spec`, both owned by the Cluster;
+    /// Cluster API's objects in the newest version the API server serves.
     pub async fn create(
         client: &Client,
         namespace: &str,
@@ -60,52 +104,59 @@ impl CoreCluster {
         kind_spec: Value,
         machine_spec: Value,
     ) -> Result<Self, kube::Error> {
+        Self::create_in("v1beta2", client, namespace, name, kind_spec, machine_spec).await
+    }
+
+    /// [`CoreCluster::create`] with the provider's objects written in `infra_version`.
+    pub async fn create_in(
+        infra_version: &'static str,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        kind_spec: Value,
+        machine_spec: Value,
+    ) -> Result<Self, kube::Error> {
         let pp = PostParams::default();
-        let cluster: Cluster = serde_json::from_value(json!({
-            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster",
-            "metadata": {"name": name, "namespace": namespace, "finalizers": [CLUSTER_FINALIZER]},
-            "spec": {"infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1",
-                                           "kind": "KindCluster", "name": name, "namespace": namespace}}
-        }))
-        .expect("Cluster");
-        let cluster = Api::<Cluster>::namespaced(client.clone(), namespace)
+        let capi = crate::capi::served(client).await;
+        let cluster = crate::capi::cluster(capi, namespace, name, false, &[CLUSTER_FINALIZER]);
+        let cluster = crate::capi::clusters(client, namespace, capi)
             .create(&pp, &cluster)
             .await?;
-        let owned_by_cluster = owner(
-            "cluster.x-k8s.io/v1beta1",
-            "Cluster",
-            name,
-            &cluster.uid().unwrap_or_default(),
-        );
+        let uid = cluster.uid().unwrap_or_default();
+        let owned_by_cluster = crate::capi::owner(capi, Cluster::KIND, name, &uid, true);
         let labels = json!({"cluster.x-k8s.io/cluster-name": name});
-        let kc: KindCluster = serde_json::from_value(json!({
-            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindCluster",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                         "ownerReferences": [owned_by_cluster]},
-            "spec": kind_spec
-        }))
-        .expect("KindCluster");
-        Api::<KindCluster>::namespaced(client.clone(), namespace)
-            .create(&pp, &kc)
-            .await?;
+        create_infra::<KindCluster>(
+            client,
+            infra_version,
+            json!({
+                "kind": "KindCluster",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                             "ownerReferences": [owned_by_cluster]},
+                "spec": kind_spec
+            }),
+        )
+        .await?;
         let template = format!("{name}-machines");
         let mut template_owner = owned_by_cluster.clone();
         template_owner["controller"] = json!(false);
-        let kmt: KindMachineTemplate = serde_json::from_value(json!({
-            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachineTemplate",
-            "metadata": {"name": template, "namespace": namespace, "labels": labels,
-                         "ownerReferences": [template_owner]},
-            "spec": {"template": {"spec": machine_spec}}
-        }))
-        .expect("KindMachineTemplate");
-        Api::<KindMachineTemplate>::namespaced(client.clone(), namespace)
-            .create(&pp, &kmt)
-            .await?;
+        create_infra::<KindMachineTemplate>(
+            client,
+            infra_version,
+            json!({
+                "kind": "KindMachineTemplate",
+                "metadata": {"name": template, "namespace": namespace, "labels": labels,
+                             "ownerReferences": [template_owner]},
+                "spec": {"template": {"spec": machine_spec}}
+            }),
+        )
+        .await?;
         Ok(Self {
             client: client.clone(),
             namespace: namespace.to_string(),
             name: name.to_string(),
             template,
+            infra_version,
+            capi,
             next: AtomicUsize::new(0),
         })
     }
@@ -118,25 +169,33 @@ impl CoreCluster {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    fn clusters(&self) -> Api<Cluster> {
+        crate::capi::clusters(&self.client, &self.namespace, self.capi)
+    }
+
+    fn machines_api(&self) -> Api<Machine> {
+        crate::capi::machines(&self.client, &self.namespace, self.capi)
+    }
+
     /// The KindCluster as it is now.
     pub async fn kind_cluster(&self) -> Result<KindCluster, kube::Error> {
         self.api::<KindCluster>().get(&self.name).await
     }
 
     /// Waits for the KindCluster to be ready, then does what core does with it: copies its
-    /// control-plane endpoint to the Cluster and sets `status.infrastructureReady`.
+    /// control-plane endpoint to the Cluster and marks the infrastructure provisioned
+    /// (`status.infrastructureReady` in v1beta1, `status.initialization` in v1beta2).
     pub async fn infrastructure_ready(&self, timeout: Duration) -> KindCluster {
         let kc = crate::wait::until("KindCluster ready", timeout, || async {
             let kc = self.kind_cluster().await.map_err(|e| e.to_string())?;
             match (&kc.status, &kc.spec.control_plane_endpoint) {
-                (Some(s), Some(_)) if s.ready => Ok(kc),
+                (Some(_), Some(_)) if kc.provisioned() => Ok(kc),
                 _ => Err(format!("{:?}", kc.status)),
             }
         })
         .await;
         let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
-        let clusters = self.api::<Cluster>();
-        clusters
+        self.clusters()
             .patch(
                 &self.name,
                 &PatchParams::default(),
@@ -145,14 +204,28 @@ impl CoreCluster {
             )
             .await
             .expect("copy the control-plane endpoint to the Cluster");
-        crate::fixtures::mark_cluster(&self.client, &self.namespace, &self.name, false).await;
+        crate::fixtures::mark_cluster_at(
+            &self.client,
+            &self.namespace,
+            &self.name,
+            self.capi,
+            false,
+        )
+        .await;
         kc
     }
 
     /// Sets the Cluster's ControlPlaneInitialized condition, as the control plane provider's
     /// first machine coming up makes core do.
     pub async fn control_plane_initialized(&self) {
-        crate::fixtures::mark_cluster(&self.client, &self.namespace, &self.name, true).await;
+        crate::fixtures::mark_cluster_at(
+            &self.client,
+            &self.namespace,
+            &self.name,
+            self.capi,
+            true,
+        )
+        .await;
     }
 
     /// Writes the workload cluster's kubeconfig where the control plane provider puts it.
@@ -194,41 +267,39 @@ impl CoreCluster {
         }))
         .expect("Secret");
         self.api::<Secret>().create(&pp, &secret).await?;
-        let machine: Machine = serde_json::from_value(json!({
-            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
-            "metadata": {"name": name, "namespace": self.namespace, "labels": labels,
-                         "finalizers": [MACHINE_FINALIZER]},
-            "spec": {"clusterName": self.name, "version": "v1.31.0",
-                     "bootstrap": {"dataSecretName": name},
-                     "infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1",
-                                           "kind": "KindMachine", "name": name,
-                                           "namespace": self.namespace}}
-        }))
-        .expect("Machine");
-        let machine = self.api::<Machine>().create(&pp, &machine).await?;
-        let template = self
-            .api::<KindMachineTemplate>()
+        let machine = crate::capi::machine(
+            self.capi,
+            &self.namespace,
+            &self.name,
+            &name,
+            &labels,
+            Some(&name),
+            &[MACHINE_FINALIZER],
+        );
+        let machine = self.machines_api().create(&pp, &machine).await?;
+        let uid = machine.uid().unwrap_or_default();
+        // Cloned as core clones it: read in the version the objects are written in.
+        let template = infra_api::<KindMachineTemplate>(&self.client, self.infra_version)
+            .within(&self.namespace)
             .get(&self.template)
-            .await?;
-        let mut km_labels = serde_json::to_value(&template.spec.template.metadata.labels)
-            .ok()
+            .await?
+            .data;
+        let mut km_labels = Some(template["spec"]["template"]["metadata"]["labels"].clone())
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
         for (k, v) in labels.as_object().expect("labels") {
             km_labels[k] = v.clone();
         }
-        let km: KindMachine = serde_json::from_value(json!({
-            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachine",
+        let km = json!({
+            "kind": "KindMachine",
             "metadata": {"name": name, "namespace": self.namespace, "labels": km_labels,
                          "annotations": {"cluster.x-k8s.io/cloned-from-name": self.template,
                                          "cluster.x-k8s.io/cloned-from-groupkind":
                                              "KindMachineTemplate.infrastructure.cluster.x-k8s.io"},
-                         "ownerReferences": [owner("cluster.x-k8s.io/v1beta1", "Machine", &name,
-                                                   &machine.uid().unwrap_or_default())]},
-            "spec": serde_json::to_value(&template.spec.template.spec).expect("spec")
-        }))
-        .expect("KindMachine");
-        self.api::<KindMachine>().create(&pp, &km).await?;
+                         "ownerReferences": [crate::capi::owner(self.capi, Machine::KIND, &name, &uid, true)]},
+            "spec": template["spec"]["template"]["spec"]
+        });
+        create_infra::<KindMachine>(&self.client, self.infra_version, km).await?;
         Ok(name)
     }
 
@@ -237,7 +308,7 @@ impl CoreCluster {
         let lp =
             ListParams::default().labels(&format!("cluster.x-k8s.io/cluster-name={}", self.name));
         Ok(self
-            .api::<Machine>()
+            .machines_api()
             .list(&lp)
             .await?
             .items
@@ -250,7 +321,7 @@ impl CoreCluster {
     /// keeps it); its KindMachine is still there.
     pub async fn start_deleting_machine(&self, name: &str) -> Result<(), kube::Error> {
         ignore_not_found(
-            self.api::<Machine>()
+            self.machines_api()
                 .delete(name, &DeleteParams::default())
                 .await
                 .map(|_| ()),
@@ -269,7 +340,7 @@ impl CoreCluster {
                 .await
                 .map(|_| ()),
         )?;
-        let machines = self.api::<Machine>();
+        let machines = self.machines_api();
         ignore_not_found(
             machines
                 .patch(
@@ -294,7 +365,7 @@ impl CoreCluster {
     /// goes (in parallel, as MachineSets and the control plane delete them), then the template
     /// and the KindCluster; once the KindCluster is gone the Cluster goes.
     pub async fn delete(&self) -> Result<(), kube::Error> {
-        let clusters = self.api::<Cluster>();
+        let clusters = self.clusters();
         ignore_not_found(
             clusters
                 .delete(&self.name, &DeleteParams::default())

@@ -60,6 +60,7 @@ pub fn worker_node_spec(
         privileges: capkind::node::Privileges::Capabilities,
         proxy_env: &[],
         image_command: &image_command(&image),
+        mode: capkind::node::Mode::default(),
     })
 }
 
@@ -229,7 +230,31 @@ pub async fn lb_backends(lb: &str) -> std::collections::BTreeMap<String, String>
         .exec(lb, &["cat", "/usr/local/etc/haproxy/haproxy.cfg"], None)
         .await
         .expect("read the haproxy configuration");
-    String::from_utf8_lossy(&out.stdout)
+    haproxy_servers(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Like [`lb_backends`], or what kept them from being read (the container restarting, the
+/// command killed by a stop), for callers that retry through restarts.
+pub async fn lb_backends_now(
+    lb: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let out = engine()
+        .await
+        .exec(lb, &["cat", "/usr/local/etc/haproxy/haproxy.cfg"], None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.exit_code != 0 {
+        return Err(format!(
+            "reading the haproxy configuration exited {}",
+            out.exit_code
+        ));
+    }
+    Ok(haproxy_servers(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The servers (name, weight) of a haproxy configuration.
+fn haproxy_servers(config: &str) -> std::collections::BTreeMap<String, String> {
+    config
         .lines()
         .filter_map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
@@ -350,6 +375,42 @@ pub fn docker_cli(args: &[&str]) {
         "docker {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Builds image `tag` from `dockerfile` (no context: FROM an image that is here, and
+/// instructions that need no files).
+pub fn build_image(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker build");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(dockerfile.as_bytes())
+        .expect("write the Dockerfile");
+    let out = child.wait_with_output().expect("docker build");
+    assert!(
+        out.status.success(),
+        "docker build {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The IPv4 address of container `name` on `network` (empty when it has none).
+pub async fn address_on(name: &str, network: &str) -> String {
+    engine()
+        .await
+        .inspect(name)
+        .await
+        .expect("inspect")
+        .and_then(|c| c.networks.get(network).and_then(|n| n.ipv4.clone()))
+        .unwrap_or_default()
 }
 
 /// Whether the Docker network `name` exists.

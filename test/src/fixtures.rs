@@ -1,7 +1,8 @@
-//! Objects as Cluster API core would create them.
+//! Objects as Cluster API core would create them, Cluster API's own in the newest version the
+//! API server serves.
 
-use capkind_api::capi::Cluster;
-use capkind_api::v1beta1::KindCluster;
+use capkind_api::capi::{Cluster, Machine, Version};
+use capkind_api::v1beta2::KindCluster;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -15,18 +16,9 @@ pub async fn cluster_with_kindcluster(
     paused: bool,
     kind_spec: serde_json::Value,
 ) -> (Cluster, KindCluster) {
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), ns);
-    let cluster: Cluster = serde_json::from_value(json!({
-        "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "paused": paused,
-            "infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindCluster",
-                                  "name": name, "namespace": ns}
-        }
-    }))
-    .expect("cluster");
-    let cluster = clusters
+    let version = crate::capi::served(client).await;
+    let cluster = crate::capi::cluster(version, ns, name, paused, &[]);
+    let cluster = crate::capi::clusters(client, ns, version)
         .create(&PostParams::default(), &cluster)
         .await
         .expect("create Cluster");
@@ -43,11 +35,13 @@ pub async fn kindcluster_owned_by(
     spec: serde_json::Value,
 ) -> KindCluster {
     let owners = owner.map(|c| {
-        vec![json!({"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster", "name": c.name_any(),
-                    "uid": c.uid().expect("uid")})]
+        vec![
+            json!({"apiVersion": c.api_version, "kind": "Cluster", "name": c.name_any(),
+                    "uid": c.uid().expect("uid")}),
+        ]
     });
     let kc: KindCluster = serde_json::from_value(json!({
-        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindCluster",
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "KindCluster",
         "metadata": {"name": name, "namespace": ns, "labels": {"cluster.x-k8s.io/cluster-name": name},
                      "ownerReferences": owners.unwrap_or_default()},
         "spec": spec
@@ -66,15 +60,22 @@ pub fn kind_spec(network: &str) -> serde_json::Value {
 }
 
 /// Marks the Cluster's infrastructure ready (and the control plane initialized, when asked) in
-/// its status, as Cluster API core does.
+/// its status, as Cluster API core does, in the version served.
 pub async fn mark_cluster(client: &Client, ns: &str, name: &str, control_plane_initialized: bool) {
-    let mut conditions = vec![];
-    if control_plane_initialized {
-        conditions.push(json!({"type": "ControlPlaneInitialized", "status": "True",
-                               "lastTransitionTime": "2026-11-23T10:00:00Z"}));
-    }
-    let status = json!({"status": {"infrastructureReady": true, "conditions": conditions}});
-    Api::<Cluster>::namespaced(client.clone(), ns)
+    let version = crate::capi::served(client).await;
+    mark_cluster_at(client, ns, name, version, control_plane_initialized).await;
+}
+
+/// [`mark_cluster`] in `version`'s shape.
+pub async fn mark_cluster_at(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    version: Version,
+    control_plane_initialized: bool,
+) {
+    let status = json!({"status": crate::capi::cluster_status(version, control_plane_initialized)});
+    crate::capi::clusters(client, ns, version)
         .patch_status(
             name,
             &kube::api::PatchParams::default(),
@@ -115,28 +116,21 @@ pub async fn machine_with_kindmachine(
     control_plane: bool,
     data_secret: Option<&str>,
     kind_spec: serde_json::Value,
-) -> capkind_api::v1beta1::KindMachine {
+) -> capkind_api::v1beta2::KindMachine {
     let mut labels = json!({"cluster.x-k8s.io/cluster-name": cluster});
     if control_plane {
         labels["cluster.x-k8s.io/control-plane"] = json!("");
     }
-    let machine: capkind_api::capi::Machine = serde_json::from_value(json!({
-        "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": {"clusterName": cluster, "version": "v1.31.0",
-                 "bootstrap": {"dataSecretName": data_secret},
-                 "infrastructureRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachine",
-                                       "name": name, "namespace": ns}}
-    }))
-    .expect("machine");
-    let machine = Api::<capkind_api::capi::Machine>::namespaced(client.clone(), ns)
+    let version = crate::capi::served(client).await;
+    let machine = crate::capi::machine(version, ns, cluster, name, &labels, data_secret, &[]);
+    let machine = crate::capi::machines(client, ns, version)
         .create(&PostParams::default(), &machine)
         .await
         .expect("create Machine");
-    let km: capkind_api::v1beta1::KindMachine = serde_json::from_value(json!({
-        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "KindMachine",
+    let km: capkind_api::v1beta2::KindMachine = serde_json::from_value(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "KindMachine",
         "metadata": {"name": name, "namespace": ns, "labels": labels,
-                     "ownerReferences": [{"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+                     "ownerReferences": [{"apiVersion": machine.api_version, "kind": Machine::KIND,
                                           "name": name, "uid": machine.uid().expect("uid")}]},
         "spec": kind_spec
     }))
@@ -188,26 +182,26 @@ pub async fn ready_cluster(
 /// Waits until the KindMachine `name` satisfies `check`; panics after `timeout` with its
 /// conditions.
 pub async fn kindmachine_until(
-    api: &Api<capkind_api::v1beta1::KindMachine>,
+    api: &Api<capkind_api::v1beta2::KindMachine>,
     name: &str,
     what: &str,
     timeout: std::time::Duration,
-    check: impl Fn(&capkind_api::v1beta1::KindMachine) -> bool,
-) -> capkind_api::v1beta1::KindMachine {
+    check: impl Fn(&capkind_api::v1beta2::KindMachine) -> bool,
+) -> capkind_api::v1beta2::KindMachine {
     crate::wait::until(what, timeout, || async {
         let km = api.get(name).await.map_err(|e| e.to_string())?;
         if check(&km) {
             Ok(km)
         } else {
-            Err(format!("{:?}", km.status.as_ref().map(|s| &s.v1beta2)))
+            Err(format!("{:?}", km.status.as_ref().map(|s| &s.conditions)))
         }
     })
     .await
 }
 
 /// Whether a KindMachine is ready as core sees it: `status.ready` and a provider ID.
-pub fn is_ready(km: &capkind_api::v1beta1::KindMachine) -> bool {
-    km.status.as_ref().is_some_and(|s| s.ready) && km.spec.provider_id.is_some()
+pub fn is_ready(km: &capkind_api::v1beta2::KindMachine) -> bool {
+    km.provisioned() && !km.spec.provider_id.is_empty()
 }
 
 /// Waits until the workload cluster's Node `name` carries `provider_id`.
@@ -235,10 +229,10 @@ pub async fn node_has_provider_id(
 
 /// A KindMachine's v1beta2 condition of `type_`.
 pub fn kindmachine_condition(
-    km: &capkind_api::v1beta1::KindMachine,
+    km: &capkind_api::v1beta2::KindMachine,
     type_: &str,
 ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    let conditions = &km.status.as_ref()?.v1beta2.as_ref()?.conditions;
+    let conditions = &km.status.as_ref()?.conditions;
     conditions.iter().find(|c| c.type_ == type_).cloned()
 }
 
@@ -247,12 +241,11 @@ pub fn kindcluster_condition(
     kc: &KindCluster,
     type_: &str,
 ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    let conditions = &kc.status.as_ref()?.v1beta2.as_ref()?.conditions;
+    let conditions = &kc.status.as_ref()?.conditions;
     conditions.iter().find(|c| c.type_ == type_).cloned()
 }
 
 /// Whether a KindCluster is ready: `status.ready` and its Ready condition True.
 pub fn kindcluster_is_ready(kc: &KindCluster) -> bool {
-    kc.status.as_ref().is_some_and(|s| s.ready)
-        && kindcluster_condition(kc, "Ready").is_some_and(|c| c.status == "True")
+    kc.provisioned() && kindcluster_condition(kc, "Ready").is_some_and(|c| c.status == "True")
 }

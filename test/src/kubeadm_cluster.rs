@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use capkind_api::v1beta1::KindMachine;
+use capkind_api::v1beta2::KindMachine;
 use kube::Client;
 use kube::api::Api;
 
@@ -98,7 +98,11 @@ impl KubeadmCluster {
             .control_plane_endpoint
             .clone()
             .expect("the KindCluster's endpoint");
-        let endpoint = format!("{}:{}", endpoint.host.expect("host"), endpoint.port);
+        let endpoint = format!(
+            "{}:{}",
+            endpoint.host.clone().expect("host"),
+            endpoint.port()
+        );
         let pki = ClusterPki::generate().expect("cluster PKI");
         pki.store(client, namespace, name, None)
             .await
@@ -169,16 +173,22 @@ impl KubeadmCluster {
         (cp0, workload)
     }
 
-    /// A new worker machine with `kubeadm join` data; returns its name (not waited for).
-    pub async fn add_worker(&self) -> String {
+    /// The `kubeadm join` data of a worker, as CABPK writes it for a MachineDeployment's
+    /// Machines or a MachinePool.
+    pub fn worker_join_data(&self) -> String {
         let token = self.token.as_ref().expect("init first");
-        let data = worker_join_cloud_config(
+        worker_join_cloud_config(
             &self.config,
             &node(false),
             &self.pki.ca_cert_hash(),
             token,
             &[],
-        );
+        )
+    }
+
+    /// A new worker machine with `kubeadm join` data; returns its name (not waited for).
+    pub async fn add_worker(&self) -> String {
+        let data = self.worker_join_data();
         self.core
             .add_machine(Role::Worker, &data)
             .await

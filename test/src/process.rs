@@ -66,6 +66,16 @@ impl ManagerProcess {
         log_dir: &std::path::Path,
         args: &[&str],
     ) -> Self {
+        Self::start_in_with_env(kubeconfig, log_dir, args, &[])
+    }
+
+    /// [`ManagerProcess::start_in`] with more environment variables (`PATH`, ...).
+    pub fn start_in_with_env(
+        kubeconfig: &std::path::Path,
+        log_dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let (health_port, metrics_port) = (http::free_port(), http::free_port());
         let log = log_dir.join(format!("manager-{}.log", crate::names::unique("m")));
         let out = std::fs::File::create(&log).expect("log file");
@@ -74,8 +84,11 @@ impl ManagerProcess {
         let child = command
             .env("KUBECONFIG", kubeconfig)
             .env("CAPKIND_NODE_PRIVILEGES", "capabilities")
+            .envs(env.iter().copied())
             .arg(format!("--health-addr=127.0.0.1:{health_port}"))
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            // No webhooks unless a test asks (a later --webhook-port wins).
+            .arg("--webhook-port=0")
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))

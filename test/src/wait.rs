@@ -26,10 +26,14 @@ where
 /// `timeout` naming what still holds it.
 pub async fn deleted<K>(api: &kube::Api<K>, name: &str, timeout: Duration)
 where
-    K::DynamicType: Default,
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let what = format!("{} {name} gone", K::kind(&Default::default()));
+    // The type's name, as the kind's needs a dynamic type to tell.
+    let kind = std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("object");
+    let what = format!("{kind} {name} gone");
     until(&what, timeout, || async {
         match api.get_opt(name).await.map_err(|e| e.to_string())? {
             None => Ok(()),

@@ -25,17 +25,14 @@ fn woken(
     docker: &capkind::docker::Engine,
     container: &str,
     step: usize,
-) -> (tokio::sync::oneshot::Receiver<()>, bootstrap::Waits) {
+) -> (tokio::sync::oneshot::Receiver<()>, bootstrap::Waiter) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let waits = bootstrap::Waits::default();
-    bootstrap::wake_on_progress(docker, container, step, LIMIT, &waits, move || {
+    let waiter = bootstrap::Waiter::default();
+    waiter.watch(docker, container, step, LIMIT, move || {
         let _ = tx.send(());
     });
-    assert_eq!(
-        bootstrap::take_seen(&waits, container),
-        bootstrap::Seen::Waiting
-    );
-    (rx, waits)
+    assert_eq!(waiter.take(container), bootstrap::Seen::Waiting);
+    (rx, waiter)
 }
 
 /// Waits for the wake of a waiter on `step` (well before its limit) and returns the state it
@@ -54,16 +51,23 @@ async fn awoken(wake: tokio::sync::oneshot::Receiver<()>, step: usize) {
 }
 
 async fn seen(
-    docker: &capkind::docker::Engine,
+    _docker: &capkind::docker::Engine,
     container: &str,
-    waits: &bootstrap::Waits,
+    waiter: &bootstrap::Waiter,
 ) -> State {
-    let bootstrap::Seen::Returned(text) = bootstrap::take_seen(waits, container) else {
+    let bootstrap::Seen::Returned(report) = waiter.take(container) else {
         panic!("the waiter left nothing it saw");
     };
-    bootstrap::interpret(docker, container, 600, &text)
+    bootstrap::state(&report, 600)
+}
+
+/// A look of the test's own.
+async fn observe(docker: &capkind::docker::Engine, container: &str) -> State {
+    let report = bootstrap::Node::new(docker, container)
+        .probe()
         .await
-        .expect("interpret")
+        .expect("probe");
+    bootstrap::state(&report, 600)
 }
 
 async fn sh(docker: &capkind::docker::Engine, container: &str, script: &str) -> String {
@@ -88,7 +92,8 @@ async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
     docker.start(&name).await.expect("start");
 
     let plan = capkind::bootstrap::plan(Some("cloud-config"), BOOTSTRAP.as_bytes()).expect("plan");
-    bootstrap::start(&docker, &name, &plan)
+    bootstrap::Node::new(&docker, &name)
+        .start(&plan)
         .await
         .expect("start the bootstrap");
     // Step 0 (waiting for systemd) ends, steps 1 and 2 follow; step 2 waits for /tmp/go.
@@ -109,9 +114,7 @@ async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
     assert!(reached_step_2.is_ok(), "step 2 not reached within 90s");
     assert!(
         matches!(
-            bootstrap::observe(&docker, &name, 600)
-                .await
-                .expect("observe"),
+            observe(&docker, &name).await,
             State::Running { step: 2, .. }
         ),
         "a look of its own disagrees with the waiter"

@@ -2,7 +2,10 @@
 //! (with defaults and status writes), invalid ones are refused with a message naming the field,
 //! unknown fields are pruned, and kubectl explains the fields.
 
-use capkind_api::v1beta1::{KindCluster, KindClusterTemplate, KindMachine, KindMachineTemplate};
+use capkind_api::v1beta2::{
+    KindCluster, KindClusterTemplate, KindMachine, KindMachinePool, KindMachinePoolTemplate,
+    KindMachineTemplate,
+};
 use capkind_test::shared;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -34,7 +37,7 @@ async fn create<K: Resource<DynamicType = ()>>(
 }
 
 fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": kind,
+    json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": kind,
            "metadata": {"name": name}, "spec": spec})
 }
 
@@ -57,6 +60,8 @@ async fn crds_install_with_contract_label_and_are_established() {
         [
             "kindclusters.infrastructure.cluster.x-k8s.io",
             "kindclustertemplates.infrastructure.cluster.x-k8s.io",
+            "kindmachinepools.infrastructure.cluster.x-k8s.io",
+            "kindmachinepooltemplates.infrastructure.cluster.x-k8s.io",
             "kindmachines.infrastructure.cluster.x-k8s.io",
             "kindmachinetemplates.infrastructure.cluster.x-k8s.io",
         ]
@@ -122,7 +127,7 @@ async fn kindcluster_round_trips_with_defaults_and_status() {
             "KindCluster",
             "c1",
             json!({
-                "failureDomains": {"fd1": {"controlPlane": true, "attributes": {"rack": "1"}}}
+                "failureDomains": [{"name": "fd1", "controlPlane": true, "attributes": {"rack": "1"}}]
             }),
         ),
     )
@@ -140,19 +145,15 @@ async fn kindcluster_round_trips_with_defaults_and_status() {
         created["spec"]["loadBalancer"]["imageTag"],
         "v20230606-42a2262b"
     );
-    assert_eq!(
-        created["spec"]["failureDomains"]["fd1"]["controlPlane"],
-        true
-    );
+    assert_eq!(created["spec"]["failureDomains"][0]["controlPlane"], true);
 
     let api: Api<KindCluster> = Api::namespaced(client.clone(), &ns);
     let status = json!({"status": {
-        "ready": true,
         "initialization": {"provisioned": true},
-        "failureDomains": {"fd1": {"controlPlane": true}},
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T10:00:00Z"}],
-        "v1beta2": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "Load balancer is running",
-                                    "lastTransitionTime": "2026-11-23T10:00:00Z", "observedGeneration": 1}]},
+        "failureDomains": [{"name": "fd1", "controlPlane": true}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "Load balancer is running",
+                        "lastTransitionTime": "2026-11-23T10:00:00Z", "observedGeneration": 1}],
+        "deprecated": {"v1beta1": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}},
         "observedGeneration": 1
     }});
     api.patch_status("c1", &PatchParams::default(), &Patch::Merge(&status))
@@ -160,15 +161,17 @@ async fn kindcluster_round_trips_with_defaults_and_status() {
         .expect("status patch");
     let got = api.get("c1").await.expect("get");
     let st = got.status.expect("status");
-    assert!(st.ready);
     assert_eq!(st.initialization.and_then(|i| i.provisioned), Some(true));
-    assert_eq!(st.conditions[0].type_, "Ready");
-    assert_eq!(st.v1beta2.expect("v1beta2").conditions[0].reason, "Ready");
+    assert_eq!(st.conditions[0].reason, "Ready");
+    assert_eq!(
+        st.deprecated.expect("deprecated").conditions()[0].type_,
+        "Ready"
+    );
     assert_eq!(got.spec.control_plane_endpoint, None);
 
     // The status subresource: a write to the main resource does not change status.
     let mut edited = api.get("c1").await.expect("get");
-    edited.status.as_mut().expect("status").ready = false;
+    edited.status.as_mut().expect("status").initialization = None;
     edited.spec.network = Some("other".into());
     let replaced = api
         .replace("c1", &PostParams::default(), &edited)
@@ -176,7 +179,7 @@ async fn kindcluster_round_trips_with_defaults_and_status() {
         .expect("replace");
     assert_eq!(replaced.spec.network.as_deref(), Some("other"));
     assert!(
-        replaced.status.expect("status").ready,
+        replaced.provisioned(),
         "status changed through the main resource"
     );
 }
@@ -201,10 +204,10 @@ async fn kindmachine_round_trips_with_defaults_and_status() {
         std::time::Duration::from_secs(300)
     );
     let status = json!({"status": {
-        "ready": true,
+        "initialization": {"provisioned": true},
         "addresses": [{"type": "Hostname", "address": "c-m1"}, {"type": "InternalIP", "address": "172.18.0.3"}],
         "failureDomain": "fd1",
-        "failureReason": "CreateError", "failureMessage": "example"
+        "deprecated": {"v1beta1": {"failureReason": "CreateError", "failureMessage": "example"}}
     }});
     api.patch_status("m1", &PatchParams::default(), &Patch::Merge(&status))
         .await
@@ -212,7 +215,81 @@ async fn kindmachine_round_trips_with_defaults_and_status() {
     let st = api.get("m1").await.expect("get").status.expect("status");
     assert_eq!(st.addresses.len(), 2);
     assert_eq!(st.failure_domain.as_deref(), Some("fd1"));
-    assert_eq!(st.failure_reason.as_deref(), Some("CreateError"));
+    let v1beta1 = st.deprecated.and_then(|d| d.v1beta1).expect("v1beta1");
+    assert_eq!(v1beta1.failure_reason.as_deref(), Some("CreateError"));
+}
+
+#[tokio::test]
+async fn kindmachinepool_round_trips_with_defaults_and_status() {
+    let (client, ns) = setup().await;
+    let created = create::<KindMachinePool>(
+        &client,
+        &ns,
+        object(
+            "KindMachinePool",
+            "mp",
+            json!({
+                "providerIDList": ["kind://c/kind/c-mp-a"],
+                "template": {"customImage": "kindest/node:v1.31.0",
+                             "extraMounts": [{"containerPath": "/data", "hostPath": "/srv"}]}
+            }),
+        ),
+    )
+    .await
+    .expect("valid KindMachinePool");
+    assert_eq!(created["spec"]["template"]["bootstrapTimeout"], "5m");
+    assert_eq!(
+        created["spec"]["template"]["extraMounts"][0]["readOnly"],
+        false
+    );
+    // Without a template at all, the schema's default gives one.
+    let bare =
+        create::<KindMachinePool>(&client, &ns, object("KindMachinePool", "bare", json!({})))
+            .await
+            .expect("an empty KindMachinePool");
+    assert_eq!(bare["spec"]["template"]["bootstrapTimeout"], "5m");
+
+    let api: Api<KindMachinePool> = Api::namespaced(client.clone(), &ns);
+    let status = json!({"status": {
+        "initialization": {"provisioned": true},
+        "ready": true,
+        "replicas": 1,
+        "infrastructureMachineKind": "KindMachine",
+        "instances": [{"instanceName": "c-mp-a", "providerID": "kind://c/kind/c-mp-a", "version": "v1.31.0",
+                       "ready": true, "addresses": [{"type": "InternalIP", "address": "172.18.0.4"}]}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "1 of 1 ready",
+                        "lastTransitionTime": "2026-11-23T10:00:00Z"}],
+        "observedGeneration": 1
+    }});
+    api.patch_status("mp", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status patch");
+    let got = api.get("mp").await.expect("typed get");
+    assert!(got.provisioned());
+    assert_eq!(
+        got.spec.template.machine_spec().custom_image.as_deref(),
+        Some("kindest/node:v1.31.0")
+    );
+    let st = got.status.expect("status");
+    assert!(st.ready);
+    assert_eq!(st.replicas, 1);
+    assert_eq!(
+        st.infrastructure_machine_kind.as_deref(),
+        Some("KindMachine")
+    );
+    assert_eq!(st.instances[0].provider_id, "kind://c/kind/c-mp-a");
+    assert_eq!(st.instances[0].addresses.len(), 1);
+
+    let err = api
+        .patch_status(
+            "mp",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"replicas": -1}})),
+        )
+        .await
+        .expect_err("negative replicas")
+        .to_string();
+    assert!(err.contains("status.replicas"), "{err}");
 }
 
 #[tokio::test]
@@ -226,12 +303,31 @@ async fn templates_round_trip() {
     assert_eq!(mt["spec"]["template"]["spec"]["bootstrapTimeout"], "90s");
     assert_eq!(mt["spec"]["template"]["metadata"]["labels"]["a"], "b");
     let api: Api<KindMachineTemplate> = Api::namespaced(client.clone(), &ns);
-    let status = json!({"status": {"capacity": {"cpu": "2", "memory": "24Gi"}}});
+    let status = json!({"status": {"capacity": {"cpu": "2", "memory": "24Gi"},
+                                   "nodeInfo": {"architecture": "arm64", "operatingSystem": "linux"}}});
     api.patch_status("mt", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .expect("status patch");
     let got = api.get("mt").await.expect("get");
-    assert_eq!(got.status.expect("status").capacity["memory"].0, "24Gi");
+    let got = got.status.expect("status");
+    assert_eq!(got.capacity["memory"].0, "24Gi");
+    let node_info = got.node_info.expect("nodeInfo");
+    assert_eq!(
+        node_info.architecture,
+        Some(capkind_api::v1beta2::Architecture::Arm64)
+    );
+    assert_eq!(node_info.operating_system.as_deref(), Some("linux"));
+    // Only the architectures Cluster API names.
+    let wrong = json!({"status": {"nodeInfo": {"architecture": "x86_64"}}});
+    let err = api
+        .patch_status("mt", &PatchParams::default(), &Patch::Merge(&wrong))
+        .await
+        .expect_err("x86_64 is not a Kubernetes architecture")
+        .to_string();
+    assert!(
+        err.contains("status.nodeInfo.architecture") && err.contains("Unsupported value"),
+        "{err}"
+    );
 
     let ct = create::<KindClusterTemplate>(
         &client,
@@ -254,6 +350,17 @@ async fn templates_round_trip() {
         ct["spec"]["template"]["spec"]["loadBalancer"]["imageRepository"],
         "kindest"
     );
+    let mpt = create::<KindMachinePoolTemplate>(&client, &ns, object("KindMachinePoolTemplate", "mpt", json!({
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"template": {"preLoadImages": ["busybox:1.36"]}}}
+    })))
+    .await
+    .expect("valid KindMachinePoolTemplate");
+    assert_eq!(
+        mpt["spec"]["template"]["spec"]["template"]["bootstrapTimeout"],
+        "5m"
+    );
+    assert_eq!(mpt["spec"]["template"]["metadata"]["labels"]["a"], "b");
+
     let typed: Api<KindClusterTemplate> = Api::namespaced(client, &ns);
     assert_eq!(
         typed
@@ -324,6 +431,26 @@ async fn invalid_specs_are_refused_naming_the_field() {
             json!({"template": {"spec": {"controlPlaneEndpoint": {"port": 0}}}}),
             "spec.template.spec.controlPlaneEndpoint.port",
         ),
+        (
+            "KindMachinePool",
+            json!({"providerIDList": [""]}),
+            "spec.providerIDList",
+        ),
+        (
+            "KindMachinePool",
+            json!({"template": {"extraMounts": [{"containerPath": "rel", "hostPath": "/h"}]}}),
+            "spec.template.extraMounts",
+        ),
+        (
+            "KindMachinePool",
+            json!({"template": {"bootstrapTimeout": "5 minutes"}}),
+            "spec.template.bootstrapTimeout",
+        ),
+        (
+            "KindMachinePoolTemplate",
+            json!({"template": {"spec": {"template": {"customImage": ""}}}}),
+            "spec.template.spec.template.customImage",
+        ),
     ];
     for (i, (kind, spec, field)) in cases.into_iter().enumerate() {
         let obj = object(kind, &format!("bad{i}"), spec.clone());
@@ -331,6 +458,8 @@ async fn invalid_specs_are_refused_naming_the_field() {
             "KindCluster" => create::<KindCluster>(&client, &ns, obj).await,
             "KindMachine" => create::<KindMachine>(&client, &ns, obj).await,
             "KindMachineTemplate" => create::<KindMachineTemplate>(&client, &ns, obj).await,
+            "KindMachinePool" => create::<KindMachinePool>(&client, &ns, obj).await,
+            "KindMachinePoolTemplate" => create::<KindMachinePoolTemplate>(&client, &ns, obj).await,
             _ => create::<KindClusterTemplate>(&client, &ns, obj).await,
         };
         let err = result.expect_err(&format!("{kind} with {spec} must be refused"));
@@ -358,12 +487,13 @@ async fn invalid_status_enums_are_refused_naming_the_field() {
             "status.addresses",
         ),
         (
-            json!({"status": {"conditions": [{"type": "Ready", "status": "Maybe", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}),
+            json!({"status": {"conditions": [{"type": "Ready", "status": "Maybe", "reason": "Ready", "message": "",
+                                              "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}),
             "status.conditions",
         ),
         (
-            json!({"status": {"conditions": [{"type": "Ready", "status": "False", "severity": "Fatal", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}),
-            "status.conditions",
+            json!({"status": {"deprecated": {"v1beta1": {"conditions": [{"type": "Ready", "status": "False", "severity": "Fatal", "lastTransitionTime": "2026-11-23T10:00:00Z"}]}}}}),
+            "status.deprecated.v1beta1.conditions",
         ),
     ];
     for (patch, field) in cases {

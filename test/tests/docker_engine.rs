@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capkind::docker::{Bind, ContainerRuntime, ContainerSpec, PortMapping};
-use capkind_test::docker::{Janitor, engine, images, token_label};
+use capkind_test::docker::{Janitor, docker_cli, engine, images, token_label};
 use capkind_test::{names, wait};
 
 /// The capabilities this engine grants (it refuses `--privileged` and BPF, CHECKPOINT_RESTORE,
@@ -249,4 +249,69 @@ async fn node_container_lifecycle_on_the_real_engine() {
     let _ = std::process::Command::new("docker")
         .args(["network", "rm", &network])
         .output();
+}
+
+/// Networks of one name, all the provider's (as a create whose answer was lost can leave them:
+/// Docker 20.10 refuses no duplicate name through its API), make every lookup by name fail as
+/// ambiguous, and no container can start on any of them; `ensure_network` leaves the one in
+/// use and goes on.
+#[tokio::test]
+async fn duplicate_networks_of_a_name_are_settled_to_one() {
+    use bollard::models::NetworkCreateRequest;
+    let docker = engine().await;
+    let raw = bollard::Docker::connect_with_local_defaults().expect("the Docker socket");
+    let network = names::unique("net");
+    let mut janitor = Janitor::default();
+    let create = || {
+        raw.create_network(NetworkCreateRequest {
+            name: network.clone(),
+            labels: Some(std::collections::HashMap::from([(
+                capkind::docker::labels::NETWORK_CREATED_BY.to_string(),
+                capkind::docker::labels::CREATED_BY_CAPKIND.to_string(),
+            )])),
+            ..Default::default()
+        })
+    };
+    let first = create().await.expect("create the network").id;
+    // A container joins while the name is still unique.
+    let name = names::unique("on-dup");
+    janitor.track(&name);
+    docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &network,
+        &images().busybox,
+        "sleep",
+        "300",
+    ]);
+    for _ in 0..2 {
+        create().await.expect("create a network of the same name");
+    }
+    let looked_up = raw.inspect_network(&network, None).await;
+    assert!(
+        looked_up
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("ambiguous")),
+        "three networks named {network}: {looked_up:?}"
+    );
+
+    let kept = docker
+        .ensure_network(&network)
+        .await
+        .expect("one network again");
+    assert_eq!(kept.id, first, "the network in use is kept");
+    let left: Vec<String> = raw
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .expect("list networks")
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(network.as_str()))
+        .filter_map(|n| n.id)
+        .collect();
+    assert_eq!(left, [first]);
+    docker.remove(&name).await.expect("remove the container");
+    assert!(docker.remove_network(&network).await.expect("remove"));
 }

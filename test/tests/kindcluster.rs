@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use capkind::docker::ContainerRuntime;
-use capkind_api::capi::Cluster;
-use capkind_api::v1beta1::KindCluster;
+use capkind_api::v1beta2::KindCluster;
 use capkind_test::docker::{Janitor, engine, network_exists, token_label};
 use capkind_test::fixtures::{
     cluster_with_kindcluster, kind_spec, kindcluster_condition as cond, kindcluster_owned_by,
@@ -53,8 +52,7 @@ async fn wait_for(
 
 async fn wait_ready(api: &Api<KindCluster>, name: &str) -> KindCluster {
     wait_for(api, name, "KindCluster ready", |kc| {
-        kc.status.as_ref().is_some_and(|s| s.ready)
-            && cond(kc, "Ready").is_some_and(|c| c.status == "True")
+        kc.provisioned() && cond(kc, "Ready").is_some_and(|c| c.status == "True")
     })
     .await
 }
@@ -121,7 +119,7 @@ async fn load_balancer_is_created_configured_and_reported() {
     let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
     assert_eq!(
         (endpoint.host.as_deref(), endpoint.port),
-        (Some(ip.as_str()), 6443)
+        (Some(ip.as_str()), Some(6443))
     );
     assert!(kc.finalizers().contains(&FINALIZER.to_string()));
     assert_eq!(
@@ -140,11 +138,13 @@ async fn load_balancer_is_created_configured_and_reported() {
         assert_eq!(c.status, status, "{type_}: {c:?}");
         assert!(!c.message.is_empty());
     }
+    // The v1beta1 shape, kept under status.deprecated.v1beta1 (it has no Paused condition).
     let v1: Vec<(&str, &str)> = kc
         .status
         .as_ref()
-        .expect("status")
-        .conditions
+        .and_then(|s| s.deprecated.as_ref())
+        .expect("status.deprecated")
+        .conditions()
         .iter()
         .map(|c| (c.type_.as_str(), c.status.as_str()))
         .collect();
@@ -226,7 +226,7 @@ async fn nothing_happens_while_paused_and_work_resumes_after() {
         "{kc:?}"
     );
 
-    let clusters: Api<Cluster> = Api::namespaced(e.client.clone(), &e.ns);
+    let clusters = capkind_test::capi::served_clusters(&e.client, &e.ns).await;
     clusters
         .patch(
             &name,
@@ -356,7 +356,7 @@ async fn a_foreign_container_with_the_name_is_never_touched() {
         cond(&kc, "Ready").expect("ready").reason,
         "ContainerNameConflict"
     );
-    assert!(!kc.status.as_ref().expect("status").ready);
+    assert!(!kc.provisioned());
     // The event follows the status write.
     wait::until("Warning event", Duration::from_secs(10), || async {
         let seen = events(&e.client, &e.ns, &name).await;
@@ -495,7 +495,7 @@ async fn no_writes_in_a_steady_state() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = e.api.get(&name).await.expect("get").resource_version();
     // Poke it: a Cluster update and a reconcile must not write either.
-    let clusters: Api<Cluster> = Api::namespaced(e.client.clone(), &e.ns);
+    let clusters = capkind_test::capi::served_clusters(&e.client, &e.ns).await;
     clusters
         .patch(
             &name,

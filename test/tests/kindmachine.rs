@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use capkind::docker::ContainerRuntime;
-use capkind_api::capi::Machine;
-use capkind_api::v1beta1::{KindCluster, KindMachine, MachineAddressType};
-use capkind_test::docker::{Janitor, docker_cli, engine, sh};
+use capkind_api::v1beta2::{KindCluster, KindMachine, MachineAddressType};
+use capkind_test::docker::{
+    Janitor, address_on, build_image, docker_cli, engine, images, sh, wait_lb_backends,
+};
 use capkind_test::fixtures::{
-    bootstrap_secret, is_ready, kindmachine_condition as cond, kindmachine_until, machine_spec,
-    machine_with_kindmachine, mark_cluster, node_has_provider_id, ready_cluster,
+    bootstrap_secret, is_ready, kindcluster_is_ready, kindmachine_condition as cond,
+    kindmachine_until, machine_spec, machine_with_kindmachine, mark_cluster, node_has_provider_id,
+    ready_cluster,
 };
 use capkind_test::{Manager, names, shared, wait};
 use kube::api::{Api, DeleteParams};
@@ -23,7 +25,7 @@ struct Env {
     cluster: String,
     network: String,
     janitor: Janitor,
-    _manager: Manager,
+    manager: Option<Manager>,
 }
 
 /// A namespace, a running manager, and a Cluster whose KindCluster is ready.
@@ -43,7 +45,7 @@ async fn env(control_plane_initialized: bool) -> Env {
         cluster,
         network,
         janitor,
-        _manager: manager,
+        manager: Some(manager),
     }
 }
 
@@ -88,6 +90,14 @@ impl Env {
 
     async fn wait_ready(&self, name: &str) -> KindMachine {
         self.wait(name, "KindMachine ready", is_ready).await
+    }
+
+    /// Stops the controllers (as a host going down stops them) or starts them again.
+    async fn manager(&mut self, running: bool) {
+        self.manager = None;
+        if running {
+            self.manager = Some(Manager::start(self.client.clone(), &self.ns).await);
+        }
     }
 }
 
@@ -138,7 +148,7 @@ async fn control_plane_machine_is_provisioned_bootstrapped_and_load_balanced() {
     let km = e.wait_ready(&name).await;
 
     assert_eq!(
-        km.spec.provider_id.as_deref(),
+        Some(km.spec.provider_id.as_str()).filter(|p| !p.is_empty()),
         Some(format!("kind://{}/kind/{name}", e.cluster).as_str())
     );
     let st = km.status.clone().expect("status");
@@ -230,7 +240,7 @@ async fn worker_waits_for_the_control_plane() {
                 .is_some_and(|c| c.reason == "WaitingForControlPlaneInitialized")
         })
         .await;
-    assert!(!km.status.expect("status").ready);
+    assert!(!km.provisioned());
     assert!(
         engine()
             .await
@@ -298,7 +308,7 @@ async fn bootstrap_failure_and_timeout_are_reported() {
         cond(&km, "Ready").map(|c| c.reason),
         Some("BootstrapFailed".into())
     );
-    assert!(km.spec.provider_id.is_none() && !km.status.expect("status").ready);
+    assert!(km.spec.provider_id.is_empty() && !km.provisioned());
     assert_eq!(
         sh(
             &failed,
@@ -367,10 +377,8 @@ async fn manager_killed_during_bootstrap_never_runs_it_twice() {
         cond(km, "BootstrapExecSucceeded").is_some_and(|c| c.reason == "Bootstrapping")
     })
     .await;
-    let Env { client, ns, .. } = &e;
-    let (client, ns) = (client.clone(), ns.clone());
-    let old = std::mem::replace(&mut e._manager, Manager::start(client, &ns).await);
-    old.kill();
+    // Killed where it is (an abort, as a process killed), and a new one started.
+    e.manager(true).await;
     let km = e.wait_ready(&name).await;
     assert_eq!(
         sh(&name, "cat /var/capkind-runs").await,
@@ -435,7 +443,7 @@ async fn a_node_restarted_during_its_bootstrap_is_reported_not_bootstrapped_agai
     assert_eq!(c.status, "False");
     assert!(c.message.contains("step 2 of 3"), "{}", c.message);
     assert!(c.message.contains("delete the Machine"), "{}", c.message);
-    assert!(!km.status.expect("status").ready);
+    assert!(!km.provisioned());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         sh(&name, "cat /var/capkind-runs").await,
@@ -447,6 +455,203 @@ async fn a_node_restarted_during_its_bootstrap_is_reported_not_bootstrapped_agai
         "none",
         "something of the bootstrap runs again"
     );
+}
+
+/// Whether the machine's container runs, as its ContainerProvisioned condition says (`ready`
+/// stays true once the machine was provisioned, as the contract wants).
+fn running(km: &KindMachine) -> bool {
+    cond(km, "ContainerProvisioned").is_some_and(|c| c.status == "True")
+}
+
+/// A host reboot, simulated three times: the nodes stop (the manager sees them go and takes the
+/// control planes out of the load balancer), the manager and the load balancer go down with the
+/// host, and every container starts again in another order (the load balancer first, last, in
+/// the middle; nodes one by one or together), before the manager. Docker gives containers
+/// without a fixed address the next free one in start order; the cluster's containers keep
+/// theirs, the control planes are back in the load balancer, every machine is ready again and
+/// no bootstrap ran twice.
+#[tokio::test]
+async fn a_host_reboot_in_any_order_brings_the_cluster_back_on_the_same_addresses() {
+    let mut e = env(true).await;
+    let data =
+        format!("#cloud-config\nruncmd:\n- echo run >> /var/capkind-runs\n- {SENTINEL_CMD}\n");
+    let cp0 = e.machine(true, "cloud-config", &data, machine_spec()).await;
+    let cp1 = e.machine(true, "cloud-config", &data, machine_spec()).await;
+    let w = e
+        .machine(false, "cloud-config", &data, machine_spec())
+        .await;
+    let nodes = [cp0.as_str(), cp1.as_str(), w.as_str()];
+    for n in nodes {
+        e.wait_ready(n).await;
+    }
+    let lb = format!("{}-lb", e.cluster);
+    let everything = [lb.as_str(), cp0.as_str(), cp1.as_str(), w.as_str()];
+    let mut before = Vec::new();
+    for c in everything {
+        before.push(address_on(c, &e.network).await);
+    }
+    assert!(before.iter().all(|a| !a.is_empty()), "{before:?}");
+    let backends = [(cp0.as_str(), "100"), (cp1.as_str(), "100")];
+    wait_lb_backends(&lb, &backends, Duration::from_secs(30)).await;
+
+    let orders: [&[&[&str]]; 3] = [
+        &[
+            &[lb.as_str()],
+            &[w.as_str()],
+            &[cp1.as_str()],
+            &[cp0.as_str()],
+        ],
+        &[&[w.as_str(), cp1.as_str(), cp0.as_str()], &[lb.as_str()]],
+        &[&[cp1.as_str()], &[lb.as_str()], &[w.as_str(), cp0.as_str()]],
+    ];
+    for order in orders {
+        let mut stop = vec!["stop", "-t", "2"];
+        stop.extend(nodes);
+        docker_cli(&stop);
+        for n in nodes {
+            e.wait(n, "the stopped node seen", |km| !running(km)).await;
+        }
+        e.manager(false).await;
+        docker_cli(&["stop", "-t", "2", &lb]);
+        for group in order {
+            let mut start = vec!["start"];
+            start.extend(group.iter());
+            docker_cli(&start);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        e.manager(true).await;
+        for n in nodes {
+            e.wait(n, "the node running again", running).await;
+        }
+        let mut after = Vec::new();
+        for c in everything {
+            after.push(address_on(c, &e.network).await);
+        }
+        assert_eq!(
+            after, before,
+            "addresses after starting in the order {order:?}"
+        );
+        wait_lb_backends(&lb, &backends, Duration::from_secs(30)).await;
+        let kc = Api::<KindCluster>::namespaced(e.client.clone(), &e.ns)
+            .get(&e.cluster)
+            .await
+            .expect("KindCluster");
+        assert!(kindcluster_is_ready(&kc), "{:?}", kc.status);
+    }
+    for n in nodes {
+        assert_eq!(
+            sh(n, "cat /var/capkind-runs").await,
+            "run",
+            "{n} bootstrapped again"
+        );
+    }
+    let owned = engine()
+        .await
+        .list(&[("io.x-k8s.kind.cluster", e.cluster.as_str())])
+        .await
+        .expect("list");
+    assert_eq!(owned.len(), 4, "{owned:?}");
+}
+
+/// A node container that exits during boot (here an entry point that gives up, as systemd
+/// does when the host is out of inotify instances, and one that is not in the image) is
+/// reported in ContainerProvisioned with its exit code and the last lines of its output, and
+/// a Warning event; it is neither re-created nor bootstrapped.
+#[tokio::test]
+async fn a_node_that_exits_during_boot_is_reported_with_its_exit_code_and_output() {
+    let mut e = env(true).await;
+    let base = images().busybox;
+    let crashing = "capkind.local/test-crashing-node:1";
+    build_image(
+        crashing,
+        &format!(
+            "FROM {base}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo booting; echo 'Failed to create inotify object: Too many open files' >&2; exit 3\"]\n"
+        ),
+    );
+    let missing = "capkind.local/test-missing-entrypoint:1";
+    build_image(
+        missing,
+        &format!("FROM {base}\nENTRYPOINT [\"/sbin/no-such-init\"]\n"),
+    );
+    let data =
+        format!("#cloud-config\nruncmd:\n- echo run >> /var/capkind-runs\n- {SENTINEL_CMD}\n");
+    let cases = [
+        (crashing, "exited with code 3", "Too many open files"),
+        (missing, "exited with code 127", "no-such-init"),
+    ];
+    let mut names = Vec::new();
+    for (image, _, _) in cases {
+        let spec = serde_json::json!({"customImage": image});
+        names.push(e.machine(false, "cloud-config", &data, spec).await);
+    }
+    for (name, (image, code, output)) in names.iter().zip(cases) {
+        let km = e
+            .wait(name, "ContainerExited", |km| {
+                cond(km, "ContainerProvisioned").is_some_and(|c| c.reason == "ContainerExited")
+            })
+            .await;
+        let c = cond(&km, "ContainerProvisioned").expect("condition");
+        assert_eq!(c.status, "False");
+        assert!(
+            c.message.starts_with(&format!("Container {name} {code}")),
+            "{image}: {}",
+            c.message
+        );
+        assert!(c.message.contains(output), "{image}: {}", c.message);
+        assert!(
+            !c.message.contains('\x1b') && !c.message.contains('\r'),
+            "{:?}",
+            c.message
+        );
+        assert!(!is_ready(&km));
+        assert_eq!(
+            cond(&km, "BootstrapExecSucceeded").map(|c| c.reason),
+            Some("WaitingForContainer".into())
+        );
+    }
+    let warnings = capkind_test::signals::warnings(&e.client, &e.ns).await;
+    for name in &names {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.reason == "ContainerExited" && w.note.contains(name.as_str())),
+            "no ContainerExited event for {name}: {warnings:?}"
+        );
+    }
+    // The same container all along: not removed and created again.
+    let docker = engine().await;
+    let mut ids = Vec::new();
+    for name in &names {
+        ids.push(
+            docker
+                .inspect(name)
+                .await
+                .expect("inspect")
+                .expect("kept")
+                .id,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (name, id) in names.iter().zip(&ids) {
+        let now = docker.inspect(name).await.expect("inspect").expect("kept");
+        assert_eq!(&now.id, id, "{name} was re-created");
+    }
+    // Deleting the machine removes the container that never booted.
+    for name in &names {
+        e.machines
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete KindMachine");
+    }
+    for name in &names {
+        wait::until("the container removed", Duration::from_secs(60), || async {
+            match docker.inspect(name).await.expect("inspect") {
+                None => Ok(()),
+                Some(c) => Err(c.state),
+            }
+        })
+        .await;
+    }
 }
 
 /// Host-wide kernel settings (not per network namespace) as the host reads them.
@@ -526,7 +731,7 @@ async fn control_planes_drain_and_leave_the_load_balancer() {
     );
 
     // Deleting the Machine drains its node (weight 0) while the KindMachine is still there.
-    let machines: Api<Machine> = Api::namespaced(e.client.clone(), &e.ns);
+    let machines = capkind_test::capi::served_machines(&e.client, &e.ns).await;
     let mut m = machines.get(&second).await.expect("machine");
     m.metadata.finalizers = Some(vec!["test.capkind/hold".into()]);
     machines
@@ -633,7 +838,8 @@ async fn workload_node_gets_its_provider_id_and_is_initialized_for_an_external_c
         .create(&Default::default(), &node)
         .await
         .expect("create Node");
-    let expected = km.spec.provider_id.clone().expect("provider ID");
+    let expected = km.spec.provider_id.clone();
+    assert!(!expected.is_empty(), "provider ID");
     node_has_provider_id(&nodes, &name, &expected, Duration::from_secs(60)).await;
 
     let node = nodes.get(&name).await.expect("Node");
@@ -766,16 +972,19 @@ async fn pre_load_images_reach_the_nodes_containerd() {
     let mut missing = machine_spec();
     missing["preLoadImages"] = serde_json::json!(["capkind.local/not-here:1"]);
     let other = e.machine(false, "cloud-config", &data, missing).await;
+    // Pulled once the node runs, before its bootstrap: from a registry that does not exist.
     let km = e
         .wait(&other, "missing image reported", |km| {
-            cond(km, "ContainerProvisioned").is_some_and(|c| c.reason == "ImageNotFound")
+            cond(km, "BootstrapExecSucceeded")
+                .is_some_and(|c| c.reason == "ImageRegistryUnreachable")
         })
         .await;
+    let message = cond(&km, "BootstrapExecSucceeded").expect("c").message;
     assert!(
-        cond(&km, "ContainerProvisioned")
-            .expect("c")
-            .message
-            .contains("capkind.local/not-here:1")
+        message.starts_with(
+            "pulling image capkind.local/not-here:1 failed (the registry cannot be reached)"
+        ) && message.contains("no such host"),
+        "{message}"
     );
 }
 

@@ -6,16 +6,18 @@
 //! through the load balancer from the host with the provider IDs of its KindMachines, a Pod on
 //! one worker answering a Pod on the other, `kubectl logs` and `exec`; a worker restarted with
 //! `docker restart` Ready again without a second bootstrap; the control plane scaled to three
-//! (etcd with three members, the API answering while one control-plane container is stopped)
-//! and back to one, as the control plane provider does it; the Cluster deleted with nothing
-//! left; and the host's kernel settings untouched throughout. Then a kubeadm that fails.
+//! (etcd with three members, the API answering while one control-plane container is stopped);
+//! a host reboot (every container stopped and started again in another order: same addresses,
+//! etcd healthy, Pods answering, nothing bootstrapped again); back to one control plane, as
+//! the control plane provider does it; the Cluster deleted with nothing left; and the host's
+//! kernel settings untouched throughout. Then a kubeadm that fails.
 
 use std::time::Duration;
 
 use capkind::docker::ContainerRuntime;
 use capkind_test::core::Role;
 use capkind_test::docker::{
-    Janitor, docker_cli, engine, images, network_exists, sh, wait_lb_backends,
+    Janitor, address_on, docker_cli, engine, images, network_exists, sh, wait_lb_backends,
 };
 use capkind_test::fixtures::{is_ready, kindmachine_condition};
 use capkind_test::kubeadm::init_cloud_config;
@@ -110,7 +112,7 @@ async fn kubeadm_cluster_lifecycle() {
                 .map_err(|e| e.to_string())?;
             let on_node = node.spec.and_then(|s| s.provider_id);
             match (km.spec.provider_id, on_node) {
-                (Some(a), Some(b)) if a == b => Ok(a),
+                (a, Some(b)) if !a.is_empty() && a == b => Ok(a),
                 other => Err(format!("{other:?}")),
             }
         })
@@ -159,6 +161,64 @@ async fn kubeadm_cluster_lifecycle() {
     let (ok, logs) = workload.kubectl(&["logs", "web"]);
     assert!(ok && logs.contains("serving"), "kubectl logs: {logs}");
 
+    // A MachinePool next to the workers: its instance joins as a real Node with its
+    // KindMachine's provider ID, which the KindMachinePool lists; scaled to zero, it goes.
+    let pool = real
+        .core
+        .add_pool(
+            "pool",
+            1,
+            "v1.20.2",
+            &real.worker_join_data(),
+            serde_json::json!({"template": capkind_test::kubeadm_cluster::machine_spec(&[])}),
+        )
+        .await
+        .expect("MachinePool");
+    let instance = wait::until("the pool's instance", NODE_TIMEOUT, || async {
+        let kms = pool.instances().await.map_err(|e| e.to_string())?;
+        match kms.as_slice() {
+            [km] => Ok(kube::ResourceExt::name_any(km)),
+            other => Err(format!("{} instances", other.len())),
+        }
+    })
+    .await;
+    let km = real.ready(&instance).await;
+    let mut with_pool = all.clone();
+    with_pool.push(instance.clone());
+    workload.nodes_ready(&with_pool, NODE_TIMEOUT).await;
+    wait::until("the pool's provider IDs", NODE_TIMEOUT, || async {
+        let kmp = pool
+            .kind_pools()
+            .get(&pool.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if kmp.spec.provider_id_list == [km.spec.provider_id.clone()] && kmp.provisioned() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", kmp.spec))
+        }
+    })
+    .await;
+    let node = Api::<k8s_openapi::api::core::v1::Node>::all(workload.client.clone())
+        .get(&instance)
+        .await
+        .expect("the pool's Node");
+    assert_eq!(
+        node.spec.and_then(|s| s.provider_id),
+        Some(km.spec.provider_id.clone())
+    );
+    pool.scale(0).await.expect("scale the pool to zero");
+    wait::until("the pool's instance gone", NODE_TIMEOUT, || async {
+        match engine().await.inspect(&instance).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Core deletes a removed instance's Node; the stand-in leaves that to the test.
+    workload.kubectl(&["delete", "node", "--ignore-not-found", &instance]);
+    pool.delete(NODE_TIMEOUT).await.expect("delete the pool");
+
     // A worker restarted: Ready again, its Pods answering again, its bootstrap not run again.
     let marker = "cat /var/lib/capkind/bootstrap.started";
     let started = sh(&workers[0], marker).await;
@@ -200,6 +260,71 @@ async fn kubeadm_cluster_lifecycle() {
     }
     docker_cli(&["start", &cp1]);
     workload.nodes_ready(&all, NODE_TIMEOUT).await;
+
+    // A host reboot: every container stopped, then started again, the nodes one by one in
+    // another order (the manager, which runs elsewhere, starts the load balancer again as soon
+    // as it sees it stopped). The containers are on their old addresses, the load balancer has
+    // every control plane, etcd's three members are healthy, the machines run again, the Pods
+    // answer across nodes again and no node was bootstrapped again.
+    let everything: Vec<String> = std::iter::once(real.lb.clone())
+        .chain(all.iter().cloned())
+        .collect();
+    let mut before = Vec::new();
+    let mut markers = Vec::new();
+    for c in &everything {
+        before.push(address_on(c, &network).await);
+    }
+    for n in &all {
+        markers.push(sh(n, marker).await);
+    }
+    let mut stop = vec!["stop", "-t", "10"];
+    stop.extend(everything.iter().map(String::as_str));
+    docker_cli(&stop);
+    for n in all.iter().rev() {
+        docker_cli(&["start", n]);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    docker_cli(&["start", &real.lb]);
+    let mut after = Vec::new();
+    for c in &everything {
+        after.push(address_on(c, &network).await);
+    }
+    assert_eq!(
+        after, before,
+        "addresses after the reboot of {everything:?}"
+    );
+    wait_lb_backends(
+        &real.lb,
+        &[(&cp0, "100"), (&cp1, "100"), (&cp2, "100")],
+        NODE_TIMEOUT,
+    )
+    .await;
+    wait::until("etcd healthy after the reboot", NODE_TIMEOUT, || async {
+        let health = sh(&cp0, &etcdctl("endpoint health --cluster")).await;
+        if health.matches("is healthy").count() == 3 {
+            Ok(())
+        } else {
+            Err(health)
+        }
+    })
+    .await;
+    for n in &all {
+        capkind_test::fixtures::kindmachine_until(
+            &real.machines,
+            n,
+            "the machine running again",
+            NODE_TIMEOUT,
+            |km| kindmachine_condition(km, "Ready").is_some_and(|c| c.status == "True"),
+        )
+        .await;
+    }
+    workload.nodes_ready(&all, NODE_TIMEOUT).await;
+    let web = workload.pod_running("web", NODE_TIMEOUT).await;
+    workload.pod_running("client", NODE_TIMEOUT).await;
+    answer(web.status.and_then(|s| s.pod_ip).expect("ip")).await;
+    for (n, started) in all.iter().zip(&markers) {
+        assert_eq!(&sh(n, marker).await, started, "{n} bootstrapped again");
+    }
 
     // Back to one, oldest first, as the control plane provider does it: the Machine is marked
     // deleted (the load balancer drains it), its etcd member removed, its Node deleted, then

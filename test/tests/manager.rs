@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use capkind_api::v1beta1::KindCluster;
+use capkind_api::v1beta2::KindCluster;
 use capkind_test::docker::Janitor;
 use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec, ready_cluster};
 use capkind_test::process::{ManagerProcess, binary};
@@ -64,12 +64,12 @@ async fn probes_and_metrics_answer_and_count_work() {
     wait_http(&manager, manager.health_port, "/readyz").await;
     let before = manager.metrics();
     assert!(
-        before.contains("capkind_build_info{version=\"0.1.0\"} 1"),
+        before.contains("capkind_build_info{version=\"0.2.0\"} 1"),
         "{before}"
     );
     assert!(
         before.contains(
-            "controller_runtime_max_concurrent_reconciles{controller=\"kindmachine\"} 50"
+            "controller_runtime_max_concurrent_reconciles{controller=\"kindmachine\"} 100"
         ),
         "{before}"
     );
@@ -122,8 +122,10 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
         "--leader-elect",
         "--leader-election-namespace",
         &ns,
-        "--leader-elect-lease-duration=4s",
-        "--leader-elect-renew-deadline=3s",
+        // Wide enough that a leader on a loaded 2-core machine keeps its Lease (4 s / 3 s
+        // lost it in CI while another test started its own etcd and API server).
+        "--leader-elect-lease-duration=8s",
+        "--leader-elect-renew-deadline=6s",
         "--leader-elect-retry-period=1s",
     ];
     let mut managers = vec![
@@ -144,11 +146,29 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
     ready_cluster(&client, &ns, &mut janitor).await;
     let reconciles =
         "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"success\"}";
-    assert!(managers[leader].metric(reconciles) >= 1.0);
+    let logs = |managers: &[ManagerProcess]| {
+        format!(
+            "leader log:\n{}\nstandby log:\n{}",
+            managers[leader].log_tail(),
+            managers[standby].log_tail()
+        )
+    };
+    assert_eq!(
+        managers[leader].metric("capkind_leader"),
+        1.0,
+        "the leader lost its Lease\n{}",
+        logs(&managers)
+    );
+    assert!(
+        managers[leader].metric(reconciles) >= 1.0,
+        "{}",
+        logs(&managers)
+    );
     assert_eq!(
         managers[standby].metric(reconciles),
         0.0,
-        "the standby reconciled"
+        "the standby reconciled\n{}",
+        logs(&managers)
     );
     let lease = Api::<Lease>::namespaced(client.clone(), &ns)
         .get("controller-leader-election-capkind")
@@ -164,7 +184,7 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
     // The leader dies without releasing the Lease: the standby takes over after it expires.
     managers[leader].signal("KILL");
     let killed = Instant::now();
-    wait::until("the standby leads", Duration::from_secs(20), || async {
+    wait::until("the standby leads", Duration::from_secs(30), || async {
         if managers[standby].metric("capkind_leader") == 1.0 {
             Ok(())
         } else {
@@ -173,7 +193,8 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
     })
     .await;
     assert!(
-        killed.elapsed() < Duration::from_secs(12),
+        // One lease duration (8 s) after the last renewal, plus a retry period and slack.
+        killed.elapsed() < Duration::from_secs(16),
         "took over only after {:?}",
         killed.elapsed()
     );
@@ -358,7 +379,7 @@ async fn watch_filter_limits_what_is_reconciled() {
                 .get(&names_by_label[0])
                 .await
                 .map_err(|e| e.to_string())?;
-            if kc.status.as_ref().is_some_and(|s| s.ready) {
+            if kc.provisioned() {
                 Ok(())
             } else {
                 Err(format!("{:?}", kc.status))
@@ -370,5 +391,99 @@ async fn watch_filter_limits_what_is_reconciled() {
     assert!(
         other.status.is_none() && other.metadata.finalizers.is_none(),
         "reconciled despite the filter: {other:?}"
+    );
+}
+
+/// Waits until the manager's log has a line containing `needle`; returns the whole log.
+async fn log_with(manager: &ManagerProcess, needle: &str) -> String {
+    wait::until(needle, Duration::from_secs(30), || async {
+        let log = std::fs::read_to_string(&manager.log).map_err(|e| e.to_string())?;
+        if log.contains(needle) {
+            Ok(log)
+        } else {
+            Err(manager.log_tail())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_log_written_to_a_file_has_no_terminal_colours() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let manager = ManagerProcess::start(server, &["--namespace", &ns, "-v"]);
+    ready_cluster(&client, &ns, &mut janitor).await;
+    // A line logged inside a reconcile: the span's fields are written too.
+    let log = log_with(&manager, "load balancer created").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("load balancer created"))
+        .expect("line");
+    assert!(line.contains("controller") && line.contains(&ns), "{line}");
+    assert!(
+        !log.contains('\x1b'),
+        "terminal escapes in a log file:\n{}",
+        log.replace('\x1b', "<ESC>")
+    );
+}
+
+#[tokio::test]
+async fn json_logs_use_controller_runtimes_keys() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let manager = ManagerProcess::start(server, &["--namespace", &ns, "--log-format", "json"]);
+    let kc = ready_cluster(&client, &ns, &mut janitor).await;
+    let log = log_with(&manager, "load balancer created").await;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        for key in ["ts", "level", "msg", "logger"] {
+            assert!(line[key].is_string(), "no {key}: {line}");
+        }
+        assert!(
+            line.get("timestamp").is_none() && line.get("fields").is_none(),
+            "tracing's own keys: {line}"
+        );
+        let ts = line["ts"].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            "ts is not RFC 3339: {line}"
+        );
+    }
+    let created = lines
+        .iter()
+        .find(|l| l["msg"] == "load balancer created")
+        .expect("the line");
+    let name = kc.metadata.name.as_deref().expect("name");
+    assert_eq!(created["level"], "info", "{created}");
+    assert_eq!(created["controller"], "kindcluster", "{created}");
+    assert_eq!(
+        created["controllerGroup"], "infrastructure.cluster.x-k8s.io",
+        "{created}"
+    );
+    assert_eq!(created["controllerKind"], "KindCluster", "{created}");
+    assert_eq!(created["namespace"], ns.as_str(), "{created}");
+    assert_eq!(created["name"], name, "{created}");
+    assert_eq!(
+        created["KindCluster"],
+        serde_json::json!({"name": name, "namespace": ns}),
+        "{created}"
+    );
+    assert_eq!(
+        created["reconcileID"].as_str().map(str::len),
+        Some(36),
+        "{created}"
+    );
+    assert!(
+        created["caller"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("src/controllers/kindcluster/")),
+        "{created}"
     );
 }

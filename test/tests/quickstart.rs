@@ -357,47 +357,55 @@ async fn an_existing_cluster_api_crd_is_never_overwritten() {
         .await
         .expect("join")
         .expect("API server");
-    // Cluster API's Machine CRD, installed by someone else (kubectl create, not our stand-in).
-    let name = "machines.cluster.x-k8s.io";
-    let mut crd = capkind_test::capi_crds()
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some(name))
-        .expect("stand-in");
-    crd.metadata.labels = Some([("origin".to_string(), "someone-else".to_string())].into());
     let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(server.client().await);
-    crds.delete(name, &Default::default())
-        .await
-        .expect("delete");
-    capkind_test::wait::deleted(&crds, name, Duration::from_secs(30)).await;
-    crds.create(&Default::default(), &crd)
-        .await
-        .expect("create");
+    // Each of Cluster API's CRDs the quick start has a stand-in for (Cluster, Machine,
+    // MachinePool), installed by someone else (kubectl create, not our stand-in), in turn.
+    for stand_in in capkind_test::capi_crds() {
+        let name = stand_in.metadata.name.clone().expect("name");
+        let mut crd = stand_in.clone();
+        crd.metadata.labels = Some([("origin".to_string(), "someone-else".to_string())].into());
+        crds.delete(&name, &Default::default())
+            .await
+            .expect("delete");
+        capkind_test::wait::deleted(&crds, &name, Duration::from_secs(30)).await;
+        crds.create(&Default::default(), &crd)
+            .await
+            .expect("create");
 
-    let mut child = Command::new(workspace_binary("capkind-quickstart"))
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    // Had it gone on, it would run until Ctrl-C: give it a minute, then stop it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
+        let mut child = Command::new(workspace_binary("capkind-quickstart"))
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        // Had it gone on, it would run until Ctrl-C: give it a minute, then stop it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if child.try_wait().expect("wait").is_none() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+        }
+        let out = child.wait_with_output().expect("output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&format!("Cluster API's CRD {name}")), "{err}");
+        let kept = crds.get(&name).await.expect("CRD");
+        assert_eq!(
+            kept.metadata.labels.and_then(|l| l.get("origin").cloned()),
+            Some("someone-else".to_string()),
+            "the CRD {name} was replaced"
+        );
+        // The stand-in back, for the next one.
+        crds.delete(&name, &Default::default())
+            .await
+            .expect("delete");
+        capkind_test::wait::deleted(&crds, &name, Duration::from_secs(30)).await;
+        capkind_test::apply_crds(&server.client().await, &[stand_in])
+            .await
+            .expect("the stand-in again");
     }
-    if child.try_wait().expect("wait").is_none() {
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-    }
-    let out = child.wait_with_output().expect("output");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("Cluster API's CRD {name}")), "{err}");
-    let kept = crds.get(name).await.expect("CRD");
-    assert_eq!(
-        kept.metadata.labels.and_then(|l| l.get("origin").cloned()),
-        Some("someone-else".to_string()),
-        "the CRD was replaced"
-    );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use capkind_api::v1beta1::{KindCluster, KindMachine};
+use capkind_api::v1beta2::{KindCluster, KindMachine};
 use capkind_test::docker::Janitor;
 use capkind_test::fixtures::{
     bootstrap_secret, is_ready, kindmachine_condition, kindmachine_until, machine_spec,

@@ -1,6 +1,6 @@
 //! The provisioning benchmark (docs/performance.md; run it with `hack/bench.sh`).
 //!
-//! For each N (default 1, 10, 50; or the sizes given as arguments), on the real API server and
+//! For each N (default 10, 50, 100; or the sizes given as arguments), on the real API server and
 //! Docker engine:
 //! - the floor: N node containers created, started, given the bootstrap files in one upload and
 //!   bootstrapped with one attached exec, directly through the Docker API, all in parallel;
@@ -11,6 +11,14 @@
 //!   own metrics;
 //! - each size measured `--rounds` times (default 3), with the median ratios at the end;
 //! - after the largest N, the steady state: a minute with every machine ready.
+//!
+//! With `--pool` (`hack/bench.sh --pool [sizes]`, default 20), the provider side is one
+//! MachinePool and KindMachinePool at 0 replicas instead, scaled to N with core's MachinePool
+//! controller played by test/src/core_pool.rs: timed from the scale to each instance's
+//! KindMachine ready (p50) and to the KindMachinePool ready with N replicas (wall), against the
+//! same floor; per instance, the manager's Docker calls and API writes (the pool's own included,
+//! core's excluded as it is not the manager); then the scale back to 0, until every instance is
+//! gone.
 //!
 //! With `--real` (`hack/bench.sh --real [rounds]`), only the real-cluster scenario ([`real`]):
 //! a kubeadm cluster of one control plane and two workers, from the Cluster's creation to every
@@ -26,14 +34,16 @@ use std::time::{Duration, Instant};
 
 use capkind::controllers::kindmachine::bootstrap;
 use capkind::docker::ContainerRuntime;
-use capkind_api::v1beta1::KindMachine;
+use capkind_api::v1beta2::KindMachine;
 use capkind_test::core::{CoreCluster, Role, TRIVIAL_BOOTSTRAP};
+use capkind_test::core_pool::CorePool;
 use capkind_test::docker::{engine, images};
 use capkind_test::fixtures::{kind_spec, machine_spec};
 use capkind_test::process::ManagerProcess;
 use capkind_test::{ApiServer, names, shared};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -75,6 +85,7 @@ async fn floor(n: usize) -> Latencies {
     );
     let cluster = names::unique("floor");
     let names: Vec<String> = (0..n).map(|i| format!("{cluster}-{i}")).collect();
+    let recorder = timeline::Recorder::start(&cluster);
     let started = Instant::now();
     let one = |name: String| {
         let (docker, network, archive, run, cluster) = (
@@ -86,6 +97,7 @@ async fn floor(n: usize) -> Latencies {
         );
         async move {
             let t0 = Instant::now();
+            let t0_unix = timeline::now();
             let spec = capkind_test::docker::worker_node_spec(&cluster, &name, &network);
             docker.create(&spec).await.expect("create");
             docker.start(&name).await.expect("start");
@@ -116,12 +128,39 @@ async fn floor(n: usize) -> Latencies {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            (started, t0.elapsed().as_secs_f64())
+            (
+                (started, t0.elapsed().as_secs_f64()),
+                (t0_unix, timeline::now()),
+            )
         }
     };
     let phases = futures::future::join_all(names.iter().cloned().map(one)).await;
     let wall = started.elapsed().as_secs_f64();
-    let (mut running, per_machine): (Vec<f64>, Vec<f64>) = phases.into_iter().unzip();
+    // Per machine: (running after, done after) and (start, end) on the Unix clock.
+    type Pair = (f64, f64);
+    let (durations, times): (Vec<Pair>, Vec<Pair>) = phases.into_iter().unzip();
+    let seen = recorder.stop(&bootstrap::script_path());
+    let ended = timeline::ended(&docker, &names).await;
+    let rows: Vec<Vec<Option<f64>>> = names
+        .iter()
+        .zip(&times)
+        .map(|(name, &(t0, done))| {
+            let docker = seen.get(name).copied().unwrap_or_default();
+            let mut row: Vec<Option<f64>> = docker.iter().map(|t| t.map(|t| t - t0)).collect();
+            row.push(ended.get(name).map(|t| t - t0));
+            row.push(Some(done - t0));
+            row
+        })
+        .collect();
+    timeline::report(
+        "floor",
+        n,
+        &[
+            "created", "started", "uploaded", "launched", "ended", "done",
+        ],
+        &rows,
+    );
+    let (mut running, per_machine): (Vec<f64>, Vec<f64>) = durations.into_iter().unzip();
     running.sort_by(f64::total_cmp);
     eprintln!(
         "N={n}: floor: container running after {:.2} s (median), {:.2} s (last)",
@@ -259,7 +298,24 @@ fn proc_status_mib(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
+/// What the provider side is asked for: N worker Machines created one by one, as a
+/// MachineDeployment's MachineSet creates them, or one MachinePool scaled from 0 to N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Machines,
+    Pool,
+}
+
+/// A fresh manager, and a cluster made ready as core makes it: infrastructure provisioned,
+/// the workload kubeconfig stored, the control plane initialized.
+struct Setup {
+    client: kube::Client,
+    ns: String,
+    manager: ManagerProcess,
+    core: CoreCluster,
+}
+
+async fn setup(workload: &ApiServer) -> Setup {
     let server = shared();
     let client = server.client().await;
     let ns = server.namespace(&client).await;
@@ -277,11 +333,10 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
         }
     })
     .await;
-    let name = names::unique("bench");
     let core = CoreCluster::create(
         &client,
         &ns,
-        &name,
+        &names::unique("bench"),
         kind_spec(&names::unique("net")),
         machine_spec(),
     )
@@ -293,30 +348,84 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
         .await
         .expect("kubeconfig");
     core.control_plane_initialized().await;
-    // The kubelets register their Nodes while kubeadm runs, before the bootstrap ends.
-    let nodes: Api<Node> = Api::all(workload.client().await);
-    for i in 0..n {
-        let node: Node = serde_json::from_value(
-            serde_json::json!({"metadata": {"name": format!("{name}-md-{i}")}}),
-        )
-        .expect("node");
-        nodes
-            .create(&Default::default(), &node)
-            .await
-            .expect("Node");
+    Setup {
+        client,
+        ns,
+        manager,
+        core,
     }
+}
 
-    let ready_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let watch = {
-        let ready_at = ready_at.clone();
-        let api: Api<KindMachine> = Api::namespaced(client.clone(), &ns);
-        tokio::spawn(async move {
-            let mut stream = watcher(api, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(km)) = stream.next().await {
-                if km.status.as_ref().is_some_and(|s| s.ready) {
-                    let name = kube::ResourceExt::name_any(&km);
+/// Registers a workload Node, as the kubelet does while kubeadm runs, before the bootstrap ends.
+async fn register_node(nodes: &Api<Node>, name: &str) {
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("node");
+    nodes
+        .create(&Default::default(), &node)
+        .await
+        .expect("Node");
+}
+
+/// When the benchmark's watch first saw each KindMachine (Unix seconds): the object, its
+/// Machine as owner, its finalizer, its readiness.
+#[derive(Clone, Copy, Debug, Default)]
+struct Marks {
+    seen: Option<f64>,
+    owned: Option<f64>,
+    finalizer: Option<f64>,
+    ready: Option<f64>,
+}
+
+/// The benchmark's watch on the namespace's KindMachines.
+struct MachineWatch {
+    marks: Arc<Mutex<HashMap<String, Marks>>>,
+    ready_at: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The KindMachines that exist now.
+    live: Arc<Mutex<std::collections::HashSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MachineWatch {
+    /// Starts the watch; with `nodes`, registers each new KindMachine's workload Node (named
+    /// after its container in `cluster`) when it first shows, since pool instances' names are
+    /// only known then.
+    fn start(client: &kube::Client, ns: &str, nodes: Option<(Api<Node>, String)>) -> Self {
+        let marks: Arc<Mutex<HashMap<String, Marks>>> = Arc::default();
+        let ready_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let live: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let watch = (marks.clone(), ready_at.clone(), live.clone());
+        let api: Api<KindMachine> = Api::namespaced(client.clone(), ns);
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                let km = match event {
+                    watcher::Event::Apply(km) | watcher::Event::InitApply(km) => km,
+                    watcher::Event::Delete(km) => {
+                        live.lock().expect("lock").remove(&km.name_any());
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let name = km.name_any();
+                live.lock().expect("lock").insert(name.clone());
+                let mut all = marks.lock().expect("lock");
+                let entry = all.entry(name.clone()).or_default();
+                if entry.seen.is_none()
+                    && let Some((nodes, cluster)) = &nodes
+                {
+                    let (nodes, node) =
+                        (nodes.clone(), capkind::node::container_name(cluster, &name));
+                    tokio::spawn(async move { register_node(&nodes, &node).await });
+                }
+                entry.seen.get_or_insert_with(timeline::now);
+                if km.owner_references().iter().any(|o| o.kind == "Machine") {
+                    entry.owned.get_or_insert_with(timeline::now);
+                }
+                if !km.finalizers().is_empty() {
+                    entry.finalizer.get_or_insert_with(timeline::now);
+                }
+                if km.provisioned() {
+                    entry.ready.get_or_insert_with(timeline::now);
                     ready_at
                         .lock()
                         .expect("lock")
@@ -324,59 +433,133 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
                         .or_insert_with(Instant::now);
                 }
             }
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = counters(&manager);
-    let started = Instant::now();
-    eprintln!(
-        "N={n}: Machines created from {} (UTC, as in the manager's log)",
-        chrono::Utc::now().format("%H:%M:%S%.3f")
-    );
-    let creations = (0..n).map(|_| async {
-        let t0 = Instant::now();
-        let name = core
-            .add_machine(Role::Worker, TRIVIAL_BOOTSTRAP)
-            .await
-            .expect("machine");
-        (name, t0)
-    });
-    let created: Vec<(String, Instant)> = futures::future::join_all(creations).await;
-    let deadline = Instant::now() + TIMEOUT;
-    while ready_at.lock().expect("lock").len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "not every machine became ready within {TIMEOUT:?}:\n{}",
-            manager.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        Self {
+            marks: watch.0,
+            ready_at: watch.1,
+            live: watch.2,
+            task,
+        }
     }
-    let ready = ready_at.lock().expect("lock").clone();
-    let last = ready.values().max().copied().expect("ready");
-    let wall = last.duration_since(started).as_secs_f64();
-    let per_machine: Vec<f64> = created
+
+    /// Waits until `n` KindMachines were seen ready; returns when each became ready.
+    async fn ready(&self, n: usize, manager: &ManagerProcess) -> HashMap<String, Instant> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let ready = self.ready_at.lock().expect("lock").clone();
+            if ready.len() >= n {
+                return ready;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every machine became ready within {TIMEOUT:?}:\n{}",
+                manager.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until no KindMachine is left.
+    async fn gone(&self, manager: &ManagerProcess) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.live.lock().expect("lock").is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "KindMachines left after {TIMEOUT:?}: {:?}\n{}",
+                self.live.lock().expect("lock"),
+                manager.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn marks(&self) -> HashMap<String, Marks> {
+        self.marks.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for MachineWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One provider machine for the timeline: its KindMachine's name, its start (Unix seconds)
+/// and the marks before Docker's, in the order of the names given to [`provider_timeline`].
+struct Started {
+    machine: String,
+    t0: f64,
+    lead: Vec<Option<f64>>,
+}
+
+/// Prints the provider's timeline: per machine the `lead` marks, Docker's phases, the
+/// bootstrap's end (read from the nodes) and the ready mark, in seconds after its start.
+async fn provider_timeline(
+    n: usize,
+    cluster: &str,
+    lead: &[&str],
+    machines: &[Started],
+    docker_seen: &HashMap<String, [Option<f64>; 4]>,
+    marks: &HashMap<String, Marks>,
+) {
+    let containers: Vec<String> = machines
         .iter()
-        .map(|(name, t0)| ready[name].duration_since(*t0).as_secs_f64())
+        .map(|m| capkind::node::container_name(cluster, &m.machine))
         .collect();
-    // Let the reconciles that follow readiness (the Nodes' provider IDs) finish.
+    let ended = timeline::ended(&engine().await, &containers).await;
+    let rows: Vec<Vec<Option<f64>>> = machines
+        .iter()
+        .zip(&containers)
+        .map(|(m, container)| {
+            let since = |t: Option<f64>| t.map(|t| t - m.t0);
+            let docker = docker_seen.get(container).copied().unwrap_or_default();
+            let mut row: Vec<Option<f64>> = m.lead.iter().map(|&t| since(t)).collect();
+            row.extend(docker.iter().map(|&t| since(t)));
+            row.push(since(ended.get(container).copied()));
+            row.push(since(marks.get(&m.machine).and_then(|w| w.ready)));
+            row
+        })
+        .collect();
+    let mut names = lead.to_vec();
+    names.extend([
+        "created", "started", "uploaded", "launched", "ended", "ready",
+    ]);
+    timeline::report("capkind", n, &names, &rows);
+}
+
+/// The manager's figures once `n` machines are ready: its counters after the reconciles that
+/// follow readiness (the Nodes' provider IDs), the steady state when asked, its peak RSS; the
+/// request breakdown goes to stderr and its log is kept as `capkind-bench-manager-<tag>.log`.
+struct Measured {
+    after: Counters,
+    steady: Option<Steady>,
+    peak_rss_mib: f64,
+}
+
+async fn measure(
+    manager: &ManagerProcess,
+    n: usize,
+    tag: &str,
+    before: &Counters,
+    steady: bool,
+) -> Measured {
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let after = counters(&manager);
+    let after = counters(manager);
     let pid = manager.child.id();
     eprintln!(
-        "N={n}: {:.1} reconciles/machine; manager log kept in {}/capkind-bench-manager-{n}.log",
+        "N={n}: {:.1} reconciles/machine; manager log kept in {}/capkind-bench-manager-{tag}.log",
         (after.reconciles - before.reconciles) / n as f64,
         std::env::temp_dir().display()
     );
     eprint!(
         "N={n}: requests per machine\n{}",
-        breakdown(&before, &after, n)
+        breakdown(before, &after, n)
     );
-
     let steady = if steady {
         let minutes = 1.0;
-        let start = counters(&manager);
+        let start = counters(manager);
         tokio::time::sleep(Duration::from_secs_f64(minutes * 60.0)).await;
-        let end = counters(&manager);
+        let end = counters(manager);
         Some(Steady {
             minutes,
             writes: (end.writes - start.writes) / minutes,
@@ -387,24 +570,330 @@ async fn provider(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     } else {
         None
     };
-    let peak_rss_mib = proc_status_mib(pid, "VmHWM:");
-    watch.abort();
-    let kept = std::env::temp_dir().join(format!("capkind-bench-manager-{n}.log"));
+    let kept = std::env::temp_dir().join(format!("capkind-bench-manager-{tag}.log"));
     let _ = std::fs::copy(&manager.log, &kept);
+    Measured {
+        peak_rss_mib: proc_status_mib(pid, "VmHWM:"),
+        after,
+        steady,
+    }
+}
+
+impl Provider {
+    /// The figures of `n` machines from their latencies, the counters before the first was
+    /// asked for and what [`measure`] found; `delete_seconds` is the mode's way down.
+    fn new(
+        n: usize,
+        latencies: Latencies,
+        before: &Counters,
+        m: Measured,
+        delete_seconds: f64,
+    ) -> Self {
+        let nf = n as f64;
+        Self {
+            latencies,
+            docker_calls: (m.after.docker - before.docker) / nf,
+            api_writes: (m.after.writes - before.writes) / nf,
+            peak_rss_mib: m.peak_rss_mib,
+            cpu_seconds: m.after.cpu - before.cpu,
+            delete_seconds,
+            steady: m.steady,
+        }
+    }
+}
+
+async fn provider(mode: Mode, n: usize, workload: &ApiServer, steady: bool) -> Provider {
+    match mode {
+        Mode::Machines => machines(n, workload, steady).await,
+        Mode::Pool => pool(n, workload, steady).await,
+    }
+}
+
+/// N worker Machines with their KindMachines, created in parallel; "delete s" is the whole
+/// cluster's deletion.
+async fn machines(n: usize, workload: &ApiServer, steady: bool) -> Provider {
+    let Setup {
+        client,
+        ns,
+        manager,
+        core,
+    } = setup(workload).await;
+    let name = core.name.clone();
+    let nodes: Api<Node> = Api::all(workload.client().await);
+    for i in 0..n {
+        register_node(&nodes, &format!("{name}-md-{i}")).await;
+    }
+    let watch = MachineWatch::start(&client, &ns, None);
+    let recorder = timeline::Recorder::start(&name);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = counters(&manager);
+    let started = Instant::now();
+    eprintln!(
+        "N={n}: Machines created from {} (UTC, as in the manager's log)",
+        chrono::Utc::now().format("%H:%M:%S%.3f")
+    );
+    let creations = (0..n).map(|_| async {
+        let t0 = Instant::now();
+        let t0_unix = timeline::now();
+        let name = core
+            .add_machine(Role::Worker, TRIVIAL_BOOTSTRAP)
+            .await
+            .expect("machine");
+        (name, t0, (t0_unix, timeline::now()))
+    });
+    let made: Vec<(String, Instant, (f64, f64))> = futures::future::join_all(creations).await;
+    let ready = watch.ready(n, &manager).await;
+    let last = ready.values().max().copied().expect("ready");
+    let wall = last.duration_since(started).as_secs_f64();
+    let per_machine: Vec<f64> = made
+        .iter()
+        .map(|(name, t0, _)| ready[name].duration_since(*t0).as_secs_f64())
+        .collect();
+    let docker_seen = recorder.stop(&bootstrap::script_path());
+    let marks = watch.marks();
+    let started: Vec<Started> = made
+        .iter()
+        .map(|(machine, _, (t0, km_created))| Started {
+            machine: machine.clone(),
+            t0: *t0,
+            lead: vec![
+                Some(*km_created),
+                marks.get(machine).and_then(|m| m.finalizer),
+            ],
+        })
+        .collect();
+    let lead = ["KindMachine", "finalizer"];
+    provider_timeline(n, &name, &lead, &started, &docker_seen, &marks).await;
+    let measured = measure(&manager, n, &n.to_string(), &before, steady).await;
+    drop(watch);
 
     let deleting = Instant::now();
     core.delete().await.expect("delete the cluster");
     let delete_seconds = deleting.elapsed().as_secs_f64();
-    let nf = n as f64;
-    Provider {
-        latencies: latencies(per_machine, wall),
-        docker_calls: (after.docker - before.docker) / nf,
-        api_writes: (after.writes - before.writes) / nf,
-        peak_rss_mib,
-        cpu_seconds: after.cpu - before.cpu,
+    Provider::new(
+        n,
+        latencies(per_machine, wall),
+        &before,
+        measured,
         delete_seconds,
-        steady,
+    )
+}
+
+/// The pool's figures, what [`PoolWatch`] saw.
+#[derive(Default)]
+struct PoolSeen {
+    /// When the pool first reported ready with each number of replicas, every one ready.
+    ready_with: HashMap<usize, Instant>,
+    /// The pool's resource versions seen: one per write to the KindMachinePool.
+    versions: std::collections::HashSet<String>,
+}
+
+/// The benchmark's watch on one KindMachinePool.
+struct PoolWatch {
+    seen: Arc<Mutex<PoolSeen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PoolWatch {
+    fn start(pool: &CorePool) -> Self {
+        let seen: Arc<Mutex<PoolSeen>> = Arc::default();
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", pool.name));
+        let stream = watcher(pool.kind_pools(), config).applied_objects();
+        let task = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                let mut stream = stream.boxed();
+                while let Some(Ok(kmp)) = stream.next().await {
+                    let mut seen = seen.lock().expect("lock");
+                    if let Some(v) = kmp.resource_version() {
+                        seen.versions.insert(v);
+                    }
+                    let Some(st) = kmp.status.as_ref() else {
+                        continue;
+                    };
+                    let replicas = usize::try_from(st.replicas).unwrap_or(0);
+                    if st.ready
+                        && st.instances.len() == replicas
+                        && st.instances.iter().all(|i| i.ready)
+                    {
+                        seen.ready_with.entry(replicas).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        });
+        Self { seen, task }
     }
+
+    /// Waits until the pool is ready with `n` replicas; returns when it first was (since
+    /// [`PoolWatch::forget`]).
+    async fn ready_with(&self, n: usize, manager: &ManagerProcess) -> Instant {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(at) = self.seen.lock().expect("lock").ready_with.get(&n) {
+                return *at;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pool was not ready with {n} replicas within {TIMEOUT:?}:\n{}",
+                manager.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many writes to the KindMachinePool the watch has seen.
+    fn writes(&self) -> usize {
+        self.seen.lock().expect("lock").versions.len()
+    }
+
+    /// Forgets the readiness seen so far, so that a later state is waited for afresh.
+    fn forget(&self, n: usize) {
+        self.seen.lock().expect("lock").ready_with.remove(&n);
+    }
+}
+
+impl Drop for PoolWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The writes of the Events the manager published about `pool`: one per Event, and one per
+/// repeat (kube's recorder PATCHes a repeated reason into the Event's series).
+async fn pool_events(pool: &CorePool) -> usize {
+    use k8s_openapi::api::events::v1::Event;
+    let events = Api::<Event>::namespaced(pool.client.clone(), &pool.namespace)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    events
+        .iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("KindMachinePool")
+                    && r.name.as_deref() == Some(&pool.name)
+            })
+        })
+        .map(|e| {
+            e.series
+                .as_ref()
+                .map_or(1, |s| usize::try_from(s.count).unwrap_or(1))
+        })
+        .sum()
+}
+
+/// Scales the pool of `n` back to 0 and waits until every instance is gone and the pool is ready
+/// with none; returns the seconds it took. Its Docker calls and writes per instance go to stderr.
+async fn scale_down(
+    pool: &CorePool,
+    watch: &MachineWatch,
+    pool_watch: &PoolWatch,
+    manager: &ManagerProcess,
+    n: usize,
+) -> f64 {
+    let down_before = counters(manager);
+    pool_watch.forget(0);
+    let down = Instant::now();
+    pool.scale(0).await.expect("scale down");
+    watch.gone(manager).await;
+    pool_watch.ready_with(0, manager).await;
+    let down_seconds = down.elapsed().as_secs_f64();
+    let down_after = counters(manager);
+    eprintln!(
+        "N={n}: scaled to 0 in {down_seconds:.2} s (every instance gone): {:.1} Docker calls and {:.1} API writes per instance",
+        (down_after.docker - down_before.docker) / n as f64,
+        (down_after.writes - down_before.writes) / n as f64
+    );
+    down_seconds
+}
+
+/// One MachinePool and its KindMachinePool at 0 replicas, scaled to N (core's MachinePool
+/// controller played by test/src/core_pool.rs), timed from the scale to each instance ready and
+/// to the pool ready with N replicas; "delete s" is the scale back to 0, until every instance
+/// is gone.
+async fn pool(n: usize, workload: &ApiServer, steady: bool) -> Provider {
+    let Setup {
+        client,
+        ns,
+        manager,
+        core,
+    } = setup(workload).await;
+    let name = core.name.clone();
+    let pool = core
+        .add_pool(
+            "pool",
+            0,
+            "v1.31.0",
+            TRIVIAL_BOOTSTRAP,
+            serde_json::json!({"template": machine_spec()}),
+        )
+        .await
+        .expect("MachinePool and KindMachinePool");
+    let pool_watch = PoolWatch::start(&pool);
+    pool_watch.ready_with(0, &manager).await;
+    let nodes: Api<Node> = Api::all(workload.client().await);
+    let watch = MachineWatch::start(&client, &ns, Some((nodes, name.clone())));
+    let recorder = timeline::Recorder::start(&name);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = counters(&manager);
+    let (pool_writes, pool_events_before) = (pool_watch.writes(), pool_events(&pool).await);
+    eprintln!(
+        "N={n}: pool scaled from {} (UTC, as in the manager's log)",
+        chrono::Utc::now().format("%H:%M:%S%.3f")
+    );
+    let (started, t0) = (Instant::now(), timeline::now());
+    pool.scale(i32::try_from(n).expect("replicas"))
+        .await
+        .expect("scale up");
+    let ready = watch.ready(n, &manager).await;
+    let pool_ready = pool_watch.ready_with(n, &manager).await;
+    let wall = pool_ready.duration_since(started).as_secs_f64();
+    let per_machine: Vec<f64> = ready
+        .values()
+        .map(|at| at.duration_since(started).as_secs_f64())
+        .collect();
+    let docker_seen = recorder.stop(&bootstrap::script_path());
+    let marks = watch.marks();
+    let mut instances: Vec<&String> = ready.keys().collect();
+    instances.sort();
+    let started_at: Vec<Started> = instances
+        .iter()
+        .map(|&machine| {
+            let m = marks.get(machine).copied().unwrap_or_default();
+            Started {
+                machine: machine.clone(),
+                t0,
+                lead: vec![m.seen, m.owned, m.finalizer],
+            }
+        })
+        .collect();
+    let lead = ["KindMachine", "Machine", "finalizer"];
+    provider_timeline(n, &name, &lead, &started_at, &docker_seen, &marks).await;
+    eprintln!(
+        "N={n}: pool ready with {n} replicas {wall:.2} s after the scale, {:.2} s after the last instance",
+        pool_ready
+            .duration_since(ready.values().max().copied().expect("ready"))
+            .as_secs_f64()
+    );
+    let measured = measure(&manager, n, &format!("pool-{n}"), &before, steady).await;
+    eprintln!(
+        "N={n}: the pool's own writes: {} to the KindMachinePool, {n} instances created, {} Events",
+        pool_watch.writes() - pool_writes,
+        pool_events(&pool).await - pool_events_before
+    );
+
+    let down_seconds = scale_down(&pool, &watch, &pool_watch, &manager, n).await;
+    drop((watch, pool_watch));
+    pool.delete(TIMEOUT).await.expect("delete the pool");
+    core.delete().await.expect("delete the cluster");
+    Provider::new(
+        n,
+        latencies(per_machine, wall),
+        &before,
+        measured,
+        down_seconds,
+    )
 }
 
 fn command(cmd: &str, args: &[&str]) -> String {
@@ -440,18 +929,23 @@ fn machine_line(server: &ApiServer) {
     println!("manager: {}", capkind_test::process::binary().display());
 }
 
-/// Arguments: the sizes (default 1 10 50), and `--rounds R` (default 3): each size is measured
+/// Arguments: the sizes (default 10 50 100), and `--rounds R` (default 3): each size is measured
 /// R times, floor and provider one after the other, because on 2 cores one run's figures move
-/// by a fifth from run to run. `--real` runs only the real-cluster scenario ([`real`]), R rounds.
+/// by a fifth from run to run. `--pool` measures a MachinePool scaled from 0 to each size
+/// instead of single Machines (default size 20). `--real` runs only the real-cluster scenario
+/// ([`real`]), R rounds.
 #[tokio::main]
 async fn main() {
     let mut rounds = 3usize;
     let mut sizes: Vec<usize> = Vec::new();
     let mut real_only = false;
+    let mut mode = Mode::Machines;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--real" {
             real_only = true;
+        } else if arg == "--pool" {
+            mode = Mode::Pool;
         } else if arg == "--rounds" {
             rounds = args
                 .next()
@@ -459,7 +953,12 @@ async fn main() {
                 .filter(|r| *r > 0)
                 .expect("--rounds takes a positive number");
         } else {
-            sizes.push(arg.parse().expect("sizes are numbers (or --rounds R)"));
+            sizes.push(
+                arg.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .expect("sizes are positive numbers (or --pool, --rounds R, --real)"),
+            );
         }
     }
     if real_only {
@@ -473,8 +972,16 @@ async fn main() {
         return;
     }
     if sizes.is_empty() {
-        sizes = vec![1, 10, 50];
+        sizes = match mode {
+            Mode::Machines => vec![10, 50, 100],
+            Mode::Pool => vec![20],
+        };
     }
+    // What one of the N is, and what the last column times.
+    let (unit, down) = match mode {
+        Mode::Machines => ("machine", "delete s"),
+        Mode::Pool => ("instance", "scale to 0 s"),
+    };
     let largest = sizes.iter().copied().max().unwrap_or(1);
     let server = shared();
     let _ = images();
@@ -483,12 +990,17 @@ async fn main() {
         .expect("join")
         .expect("workload API server");
 
-    println!("# capkind provisioning benchmark");
+    match mode {
+        Mode::Machines => println!("# capkind provisioning benchmark"),
+        Mode::Pool => {
+            println!("# capkind provisioning benchmark: a MachinePool scaled from 0 to N")
+        }
+    }
     machine_line(server);
     println!("rounds per size: {rounds}");
     println!();
     println!(
-        "| N | round | floor p50 s | floor p95 s | floor wall s | capkind p50 s | capkind p95 s | capkind wall s | ratio p50 | ratio wall | Docker calls/machine | API writes/machine | peak RSS MiB | CPU s | delete s |"
+        "| N | round | floor p50 s | floor p95 s | floor wall s | capkind p50 s | capkind p95 s | capkind wall s | ratio p50 | ratio wall | Docker calls/{unit} | API writes/{unit} | peak RSS MiB | CPU s | {down} |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut steady = None;
@@ -497,7 +1009,7 @@ async fn main() {
         let (mut ratio_p50, mut ratio_wall) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
             let f = floor(n).await;
-            let p = provider(n, &workload, n == largest && round == rounds).await;
+            let p = provider(mode, n, &workload, n == largest && round == rounds).await;
             let l = &p.latencies;
             ratio_p50.push(l.p50 / f.p50);
             ratio_wall.push(l.wall / f.wall);
@@ -543,7 +1055,7 @@ async fn main() {
     if let Some((n, s)) = steady {
         println!();
         println!(
-            "steady state, {n} ready machines, over {} min: {:.0} API writes/min, {:.0} Docker calls/min, {:.0} reconciles/min, manager RSS {:.1} MiB",
+            "steady state, {n} ready {unit}s, over {} min: {:.0} API writes/min, {:.0} Docker calls/min, {:.0} reconciles/min, manager RSS {:.1} MiB",
             s.minutes, s.writes, s.docker_calls, s.reconciles, s.rss_mib
         );
     }
@@ -560,7 +1072,7 @@ mod real {
     use capkind::controllers::kindmachine::bootstrap;
     use capkind::docker::{ContainerRuntime, Engine, labels};
     use capkind::loadbalancer;
-    use capkind_api::v1beta1::KindMachine;
+    use capkind_api::v1beta2::KindMachine;
     use capkind_test::core::{CoreCluster, Role};
     use capkind_test::docker::{Janitor, engine, images, kube_node_image};
     use capkind_test::fixtures::kind_spec;
@@ -850,6 +1362,7 @@ mod real {
                 privileges: capkind::node::Privileges::Capabilities,
                 proxy_env: &[],
                 image_command: &image_command,
+                mode: capkind::node::Mode::default(),
             })
         };
         // One node: create, start, then (once `data` is there) one upload and one attached exec
@@ -1046,8 +1559,8 @@ mod real {
                     .boxed();
                 while let Some(event) = stream.next().await {
                     if let Ok(km) = event
-                        && km.status.as_ref().is_some_and(|s| s.ready)
-                        && km.spec.provider_id.is_some()
+                        && km.provisioned()
+                        && !km.spec.provider_id.is_empty()
                     {
                         let t = now();
                         ready_at
@@ -1077,7 +1590,11 @@ mod real {
         let kc = core.infrastructure_ready(MACHINE_TIMEOUT).await;
         times.lb = now();
         let endpoint = kc.spec.control_plane_endpoint.clone().expect("endpoint");
-        let endpoint = format!("{}:{}", endpoint.host.expect("host"), endpoint.port);
+        let endpoint = format!(
+            "{}:{}",
+            endpoint.host.clone().expect("host"),
+            endpoint.port()
+        );
         let config = ClusterConfig::new(&name, &endpoint);
         let init = init_cloud_config(&config, &node(true), &prepared.pki, INIT_ARGS);
         times.cp_asked = now();
@@ -1286,5 +1803,146 @@ mod real {
                 s.minutes, s.writes, s.docker_calls, s.reconciles, s.rss_mib
             );
         }
+    }
+}
+
+/// Where the time of each machine goes: the phases of both sides from Docker's own events
+/// (the daemon's clock, the same for the floor and the provider) and the benchmark's watch,
+/// each as seconds after the machine's start (the floor's first call; the provider's Machine
+/// creation), and the median of each phase over the machines.
+mod timeline {
+    use std::collections::HashMap;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// Seconds since the Unix epoch.
+    pub fn now() -> f64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default()
+    }
+
+    /// Docker's container events for one cluster, recorded live to a file.
+    pub struct Recorder {
+        child: Child,
+        file: std::path::PathBuf,
+    }
+
+    impl Recorder {
+        pub fn start(cluster: &str) -> Self {
+            let file = std::env::temp_dir().join(format!("{cluster}-timeline"));
+            let out = std::fs::File::create(&file).expect("events file");
+            let child = Command::new("docker")
+                .args([
+                    "events",
+                    "--filter",
+                    "type=container",
+                    "--filter",
+                    &format!("label=io.x-k8s.kind.cluster={cluster}"),
+                    "--format",
+                    "{{.TimeNano}}\t{{.Actor.Attributes.name}}\t{{.Action}}",
+                ])
+                .stdout(out)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker events");
+            // `docker events` subscribes asynchronously; give it a moment before the first create.
+            std::thread::sleep(Duration::from_millis(300));
+            Self { child, file }
+        }
+
+        /// The phases seen per container: (create, start, upload, launch), each the first one.
+        pub fn stop(mut self, launch_marker: &str) -> HashMap<String, [Option<f64>; 4]> {
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+            let _ = std::fs::remove_file(&self.file);
+            let mut phases: HashMap<String, [Option<f64>; 4]> = HashMap::new();
+            for line in text.lines() {
+                let mut fields = line.splitn(3, '\t');
+                let (Some(at), Some(name), Some(action)) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    continue;
+                };
+                let Ok(nanos) = at.parse::<f64>() else {
+                    continue;
+                };
+                let slot = match action {
+                    "create" => 0,
+                    "start" => 1,
+                    "extract-to-dir" => 2,
+                    a if a.starts_with("exec_start") && a.contains(launch_marker) => 3,
+                    _ => continue,
+                };
+                let entry = phases.entry(name.to_string()).or_default();
+                entry[slot].get_or_insert(nanos / 1e9);
+            }
+            phases
+        }
+    }
+
+    /// When each container's bootstrap wrote its final status, by the node's clock (the host's):
+    /// the end of the work, before either side noticed it.
+    pub async fn ended(
+        docker: &capkind::docker::Engine,
+        containers: &[String],
+    ) -> HashMap<String, f64> {
+        use capkind::docker::ContainerRuntime;
+        let looks = containers.iter().map(|c| async move {
+            let out = docker
+                .exec(
+                    c,
+                    &[
+                        "stat",
+                        "-c",
+                        "%.9Y",
+                        "/var/lib/capkind/state/bootstrap.status",
+                    ],
+                    None,
+                )
+                .await
+                .ok()?;
+            let at = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            Some((c.clone(), at))
+        });
+        futures::future::join_all(looks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Prints the median of each phase (seconds after the start) over `rows`, each row the
+    /// phases of one machine in `names`' order, and the median step from one phase to the next.
+    pub fn report(side: &str, n: usize, names: &[&str], rows: &[Vec<Option<f64>>]) {
+        let median = |mut v: Vec<f64>| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            v.sort_by(f64::total_cmp);
+            Some(v[v.len() / 2])
+        };
+        let mut line = format!("N={n}: {side} timeline (median s after start):");
+        for (i, name) in names.iter().enumerate() {
+            let at = median(rows.iter().filter_map(|r| r[i]).collect());
+            let step = (i > 0)
+                .then(|| {
+                    median(
+                        rows.iter()
+                            .filter_map(|r| Some(r[i]? - r[i - 1]?))
+                            .collect(),
+                    )
+                })
+                .flatten();
+            match (at, step) {
+                (Some(at), Some(step)) => line.push_str(&format!(" {name} {at:.2} (+{step:.2})")),
+                (Some(at), None) => line.push_str(&format!(" {name} {at:.2}")),
+                _ => line.push_str(&format!(" {name} -")),
+            }
+        }
+        eprintln!("{line}");
     }
 }

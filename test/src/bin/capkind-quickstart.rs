@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capkind::docker::ContainerRuntime;
-use capkind_api::v1beta1::KindMachine;
+use capkind_api::v1beta2::KindMachine;
 use capkind_test::core::{CONTROL_PLANE_BOOTSTRAP, CoreCluster, Role, TRIVIAL_BOOTSTRAP};
 use capkind_test::docker::{engine, images};
 use capkind_test::fixtures::{kind_spec, machine_spec};
@@ -38,9 +38,9 @@ cluster and stops.
              in the cluster (the control planes answer TLS on 6443 with openssl s_server).
 
 Without --kubeconfig, a local etcd and kube-apiserver serve as the management cluster (they go
-away on exit). With it, the capkind CRDs (and stand-ins for Cluster API's Cluster and Machine
-CRDs, when Cluster API is not installed) go into that cluster; the quick start plays Cluster API
-core itself, so the cluster must not run Cluster API's controllers (use clusterctl there).";
+away on exit). With it, the capkind CRDs (and stand-ins for Cluster API's Cluster, Machine and
+MachinePool CRDs, when Cluster API is not installed) go into that cluster; the quick start plays
+Cluster API core itself, so the cluster must not run Cluster API's controllers (use clusterctl there).";
 
 /// How long the Nodes may take to be Ready once their machines are (the kubelet registers, the
 /// pod network is configured), on 2 busy cores.
@@ -121,14 +121,10 @@ fn phase(km: &KindMachine) -> (String, Option<String>) {
     let Some(status) = &km.status else {
         return ("created".into(), None);
     };
-    if status.ready {
+    if km.provisioned() {
         return ("ready".into(), None);
     }
-    let conditions = status
-        .v1beta2
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let conditions = &status.conditions;
     let Some(c) = ["ContainerProvisioned", "BootstrapExecSucceeded"]
         .iter()
         .filter_map(|t| conditions.iter().find(|c| c.type_ == *t))
@@ -246,9 +242,10 @@ async fn management(
             let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
                 Api::all(client.clone());
             // The stand-ins for Cluster API's CRDs are applied with force: only over stand-ins.
-            for name in ["clusters.cluster.x-k8s.io", "machines.cluster.x-k8s.io"] {
+            for stand_in in capkind_test::capi_crds() {
+                let name = stand_in.metadata.name.clone().unwrap_or_default();
                 let existing = crds
-                    .get_opt(name)
+                    .get_opt(&name)
                     .await
                     .map_err(|e| format!("reach the cluster in {}: {e}", path.display()))?;
                 let ours = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
@@ -535,8 +532,8 @@ async fn provision_stand_in(
         s.start,
         &format!(
             "load balancer ready: control-plane endpoint {}:{}",
-            endpoint.host.unwrap_or_default(),
-            endpoint.port
+            endpoint.host.clone().unwrap_or_default(),
+            endpoint.port()
         ),
     );
     let machines: Api<KindMachine> = Api::namespaced(s.client.clone(), &s.ns);
