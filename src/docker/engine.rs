@@ -169,8 +169,10 @@ impl Engine {
                 Ok(_) => return Ok(()),
                 // Someone else created it between our inspect and create.
                 Err(Error::Conflict { .. }) => return Ok(()),
+                // "Pool overlaps with other one on this address space", or "networks have
+                // overlapping IPv4" when two creates raced.
                 Err(Error::Engine { message, .. })
-                    if message.contains("overlaps") && attempt < 5 =>
+                    if message.contains("overlap") && attempt < 5 =>
                 {
                     tracing::debug!(
                         network = name,

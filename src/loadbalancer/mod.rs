@@ -165,6 +165,7 @@ pub async fn write_config<D: ContainerRuntime>(
 ) -> Result<bool, Error> {
     let lock = writer_lock(container);
     let _one_at_a_time = lock.lock().await;
+    let began = chrono::Utc::now();
     let stopped = not_running(container);
     let (current, loaded) = read_config(docker, container).await.map_err(&stopped)?;
     if current.as_deref() == Some(config) && loaded.as_deref() == Some(config) {
@@ -205,6 +206,19 @@ pub async fn write_config<D: ContainerRuntime>(
             .as_deref()
             != Some(config)
         {
+            // A restart between the write and the read (the read killed with the container, or
+            // run in one that has just started again) is not a short write: the start brings
+            // the next write.
+            let restarted = docker.inspect(container).await?.is_none_or(|c| {
+                !c.running
+                    || c.started_at
+                        .is_some_and(|at| at + chrono::Duration::seconds(1) >= began)
+            });
+            if restarted {
+                return Err(Error::NotRunning {
+                    container: container.to_string(),
+                });
+            }
             return Err(Error::ReadBack {
                 container: container.to_string(),
             });

@@ -149,7 +149,43 @@ impl ApiServer {
     /// resources again, in lists and in discovery, when they were installed (a restarted API
     /// server answers /version a moment before it serves custom resources, and lists them a
     /// moment before discovery names their group, with 404s in between).
+    ///
+    /// A start that exits at once is tried again (twice, a second apart): on a loaded machine
+    /// the port of the killed server was once not free yet. The error names the log's last
+    /// lines.
     pub fn start_kube_apiserver(&mut self) -> Result<(), String> {
+        let mut attempt = 1;
+        loop {
+            match self.start_kube_apiserver_once() {
+                Err(Exited(status)) if attempt < 3 => {
+                    eprintln!(
+                        "kube-apiserver exited with {status} after the restart (attempt {attempt}); {}; starting it again",
+                        self.apiserver_log_tail()
+                    );
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(Exited(status)) => {
+                    return Err(format!(
+                        "kube-apiserver exited with {status} after the restart, {attempt} times; {}",
+                        self.apiserver_log_tail()
+                    ));
+                }
+                Err(Other(message)) => return Err(message),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    /// The last lines kube-apiserver wrote, for an error.
+    fn apiserver_log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("kube-apiserver.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+        format!("the last lines of its log:\n{tail}")
+    }
+
+    fn start_kube_apiserver_once(&mut self) -> Result<(), StartError> {
         let mut api = spawn_logged(
             Command::new(&self.apiserver).args(apiserver_args(
                 &self.dir,
@@ -157,7 +193,8 @@ impl ApiServer {
                 self.secure_port,
             )),
             &self.dir.join("kube-apiserver.log"),
-        )?;
+        )
+        .map_err(Other)?;
         self.pids[1] = api.id();
         let deadline = Instant::now() + Duration::from_secs(90);
         while self
@@ -186,12 +223,12 @@ impl ApiServer {
             .is_err()
         {
             if let Ok(Some(status)) = api.try_wait() {
-                return Err(format!(
-                    "kube-apiserver exited with {status} after the restart"
-                ));
+                return Err(Exited(status));
             }
             if Instant::now() > deadline {
-                return Err("kube-apiserver not ready within 90s after the restart".into());
+                return Err(Other(
+                    "kube-apiserver not ready within 90s after the restart".into(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -428,12 +465,16 @@ fn new_dir() -> Result<PathBuf, String> {
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+    // Below Linux's ephemeral range (32768-60999): the kernel never gives such a port to an
+    // outgoing connection, so a kube-apiserver restarted on its port finds it free. One picked
+    // by binding port 0 was once taken by a client connection while the server was down.
+    for _ in 0..500 {
+        let port = fastrand::u16(20000..32768);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port between 20000 and 32767 on 127.0.0.1".into())
 }
 
 fn write_credentials(dir: &Path) -> Result<(), String> {
@@ -556,6 +597,15 @@ fn apiserver_args(dir: &Path, etcd_port: u16, secure_port: u16) -> Vec<String> {
         "--allow-privileged=true".into(),
     ]
 }
+
+/// Why one start of kube-apiserver did not come up.
+enum StartError {
+    /// It exited.
+    Exited(std::process::ExitStatus),
+    /// Anything else, as a message.
+    Other(String),
+}
+use StartError::{Exited, Other};
 
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
