@@ -190,31 +190,24 @@ pub async fn write_config<D: ContainerRuntime>(
             if message.is_empty() {
                 message = String::from_utf8_lossy(&checked.stdout).trim().to_string();
             }
-            // A check cut short by a restart is not haproxy's verdict.
-            let runs = docker.inspect(container).await?.is_some_and(|c| c.running);
-            if !runs || message.contains("OCI runtime exec failed") {
+            // A check cut short by a restart is not haproxy's verdict: haproxy says why it
+            // refuses, and exits with 1 or 2, not as a killed process (128 + signal).
+            let cut_short = checked.exit_code >= 128
+                || message.is_empty()
+                || message.contains("OCI runtime exec failed");
+            if cut_short || restarted_since(docker, container, began).await? {
                 return Err(Error::NotRunning {
                     container: container.to_string(),
                 });
             }
             return Err(Error::Invalid(message));
         }
-        if read_config(docker, container)
-            .await
-            .map_err(&stopped)?
-            .0
-            .as_deref()
-            != Some(config)
-        {
+        let back = read_config(docker, container).await.map_err(&stopped)?.0;
+        if back.as_deref() != Some(config) {
             // A restart between the write and the read (the read killed with the container, or
             // run in one that has just started again) is not a short write: the start brings
-            // the next write.
-            let restarted = docker.inspect(container).await?.is_none_or(|c| {
-                !c.running
-                    || c.started_at
-                        .is_some_and(|at| at + chrono::Duration::seconds(1) >= began)
-            });
-            if restarted {
+            // the next write. A file just moved in place that cannot be read is such a case.
+            if back.is_none() || restarted_since(docker, container, began).await? {
                 return Err(Error::NotRunning {
                     container: container.to_string(),
                 });
@@ -231,6 +224,20 @@ pub async fn write_config<D: ContainerRuntime>(
         .await
         .map_err(&stopped)?;
     Ok(true)
+}
+
+/// Whether `container` is gone, stopped, or started again since `began` (with a second's
+/// margin for the daemon's clock): then a command of the write may have been cut short.
+async fn restarted_since<D: ContainerRuntime>(
+    docker: &D,
+    container: &str,
+    began: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, Error> {
+    Ok(docker.inspect(container).await?.is_none_or(|c| {
+        !c.running
+            || c.started_at
+                .is_some_and(|at| at + chrono::Duration::seconds(1) >= began)
+    }))
 }
 
 /// The lock that orders this process's writes to the load balancer `container`.
@@ -304,5 +311,65 @@ mod tests {
             matches!(err, Error::NotRunning { ref container } if container == "c-lb"),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_back_lost_to_a_restart_is_not_a_short_write() {
+        // The fake's exec answers every command with nothing: the file read back is empty.
+        let docker = Fake::default();
+        let owner = labels::Owner {
+            kind: "KindCluster".into(),
+            namespace: "ns".into(),
+            name: "c".into(),
+            uid: "u".into(),
+        };
+        let spec = container_spec("c", "haproxy:test", "net", 6443, None, &owner);
+        docker.create(&spec).await.expect("create");
+        docker.start("c-lb").await.expect("start");
+        // Up since long before the write: the read-back really differs.
+        docker.change("c-lb", |c| {
+            c.started_at = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+        });
+        let err = write_config(&docker, "c-lb", "global\n")
+            .await
+            .expect_err("short write");
+        assert!(matches!(err, Error::ReadBack { .. }), "{err:?}");
+        // Started again while the configuration was written: the start brings the next write.
+        docker.change("c-lb", |c| c.started_at = Some(chrono::Utc::now()));
+        let err = write_config(&docker, "c-lb", "global\n")
+            .await
+            .expect_err("restarted");
+        assert!(matches!(err, Error::NotRunning { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn haproxy_refusing_is_told_and_a_killed_check_is_not() {
+        let docker = Fake::default();
+        let owner = labels::Owner {
+            kind: "KindCluster".into(),
+            namespace: "ns".into(),
+            name: "c".into(),
+            uid: "u".into(),
+        };
+        let spec = container_spec("c", "haproxy:test", "net", 6443, None, &owner);
+        docker.create(&spec).await.expect("create");
+        docker.start("c-lb").await.expect("start");
+        docker.change("c-lb", |c| {
+            c.started_at = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+        });
+        docker.on_exec("haproxy -c", 1, "[ALERT] parsing: unknown keyword 'bogus'");
+        let err = write_config(&docker, "c-lb", "bogus\n")
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, Error::Invalid(ref m) if m.contains("unknown keyword 'bogus'")),
+            "{err:?}"
+        );
+        // Killed with its container (SIGTERM from a docker restart), the check said nothing.
+        docker.on_exec("haproxy -c", 143, "");
+        let err = write_config(&docker, "c-lb", "global\n")
+            .await
+            .expect_err("cut short");
+        assert!(matches!(err, Error::NotRunning { .. }), "{err:?}");
     }
 }
