@@ -8,67 +8,29 @@ use capkind_api::v1beta2::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// A kind the webhooks serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// KindCluster.
-    KindCluster,
-    /// KindClusterTemplate.
-    KindClusterTemplate,
-    /// KindMachine.
-    KindMachine,
-    /// KindMachineTemplate.
-    KindMachineTemplate,
-    /// KindMachinePool.
-    KindMachinePool,
-    /// KindMachinePoolTemplate.
-    KindMachinePoolTemplate,
-}
+/// A kind the webhooks serve: the kinds the conversion handles, all of them.
+pub use capkind_api::conversion::Kind;
 
 /// The version the defaulting and validating webhooks are registered for.
 pub const VERSION: &str = "v1beta2";
 
-impl Kind {
-    /// Every kind, in the order the routes are listed.
-    pub const ALL: [Kind; 6] = [
-        Kind::KindCluster,
-        Kind::KindClusterTemplate,
-        Kind::KindMachine,
-        Kind::KindMachineTemplate,
-        Kind::KindMachinePool,
-        Kind::KindMachinePoolTemplate,
-    ];
+/// The defaulting route of `kind`, as kubebuilder names it:
+/// `/mutate-infrastructure-cluster-x-k8s-io-v1beta2-kindcluster`.
+pub fn mutate_path(kind: Kind) -> String {
+    format!("/mutate-{}", path_suffix(kind))
+}
 
-    /// The kind's name, e.g. `KindCluster`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::KindCluster => "KindCluster",
-            Kind::KindClusterTemplate => "KindClusterTemplate",
-            Kind::KindMachine => "KindMachine",
-            Kind::KindMachineTemplate => "KindMachineTemplate",
-            Kind::KindMachinePool => "KindMachinePool",
-            Kind::KindMachinePoolTemplate => "KindMachinePoolTemplate",
-        }
-    }
+/// The validating route: `/validate-infrastructure-cluster-x-k8s-io-v1beta2-kindcluster`.
+pub fn validate_path(kind: Kind) -> String {
+    format!("/validate-{}", path_suffix(kind))
+}
 
-    /// The defaulting route, as kubebuilder names it:
-    /// `/mutate-infrastructure-cluster-x-k8s-io-v1beta2-kindcluster`.
-    pub fn mutate_path(self) -> String {
-        format!("/mutate-{}", self.path_suffix())
-    }
-
-    /// The validating route: `/validate-infrastructure-cluster-x-k8s-io-v1beta2-kindcluster`.
-    pub fn validate_path(self) -> String {
-        format!("/validate-{}", self.path_suffix())
-    }
-
-    fn path_suffix(self) -> String {
-        format!(
-            "{}-{VERSION}-{}",
-            capkind_api::GROUP.replace('.', "-"),
-            self.as_str().to_lowercase()
-        )
-    }
+fn path_suffix(kind: Kind) -> String {
+    format!(
+        "{}-{VERSION}-{}",
+        capkind_api::GROUP.replace('.', "-"),
+        kind.as_str().to_lowercase()
+    )
 }
 
 /// One object of a served kind.
@@ -154,7 +116,7 @@ mod tests {
     fn routes_are_named_as_kubebuilder_names_them() {
         let paths: Vec<_> = Kind::ALL
             .iter()
-            .flat_map(|k| [k.mutate_path(), k.validate_path()])
+            .flat_map(|&k| [mutate_path(k), validate_path(k)])
             .collect();
         assert_eq!(
             paths,

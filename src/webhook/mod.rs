@@ -194,8 +194,8 @@ fn routes(metrics: Arc<Metrics>) -> Router {
     }];
     for kind in Kind::ALL {
         for (action, path) in [
-            (Action::Mutate, kind.mutate_path()),
-            (Action::Validate, kind.validate_path()),
+            (Action::Mutate, kinds::mutate_path(kind)),
+            (Action::Validate, kinds::validate_path(kind)),
         ] {
             routes.push(Route {
                 webhook: Some((kind, action)),
