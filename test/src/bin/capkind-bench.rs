@@ -98,7 +98,10 @@ async fn floor(n: usize) -> Latencies {
         async move {
             let t0 = Instant::now();
             let t0_unix = timeline::now();
-            let spec = capkind_test::docker::worker_node_spec(&cluster, &name, &network);
+            let mut spec = capkind_test::docker::worker_node_spec(&cluster, &name, &network);
+            // A fixed address, as the provider gives every node (it must: a node comes back
+            // on its address after a restart, whatever the order), picked the same way.
+            spec.ipv4_address = docker.free_address(&network).await.expect("address");
             docker.create(&spec).await.expect("create");
             docker.start(&name).await.expect("start");
             let started = t0.elapsed().as_secs_f64();
