@@ -575,16 +575,16 @@ async fn measure(
     };
     let kept = std::env::temp_dir().join(format!("capkind-bench-manager-{tag}.log"));
     let _ = std::fs::copy(&manager.log, &kept);
+    let peak_rss_mib = proc_status_mib(pid, "VmHWM:");
     // The peak is one number; what the resident memory is made of now says where it is:
     // the heap (anonymous) or the binary's own pages (file-backed, shared, evictable).
     eprintln!(
-        "N={n}: manager memory now: {:.1} MiB heap and stacks (RssAnon), {:.1} MiB of the binary and libraries (RssFile); peak RSS {:.1} MiB",
+        "N={n}: manager memory now: {:.1} MiB heap and stacks (RssAnon), {:.1} MiB of the binary and libraries (RssFile); peak RSS {peak_rss_mib:.1} MiB",
         proc_status_mib(pid, "RssAnon:"),
         proc_status_mib(pid, "RssFile:"),
-        proc_status_mib(pid, "VmHWM:")
     );
     Measured {
-        peak_rss_mib: proc_status_mib(pid, "VmHWM:"),
+        peak_rss_mib,
         after,
         steady,
     }
