@@ -86,6 +86,7 @@ async fn floor(n: usize) -> Latencies {
     let cluster = names::unique("floor");
     let names: Vec<String> = (0..n).map(|i| format!("{cluster}-{i}")).collect();
     let recorder = timeline::Recorder::start(&cluster);
+    let cpu_before = cpu::sample();
     let started = Instant::now();
     let one = |name: String| {
         let (docker, network, archive, run, cluster) = (
@@ -139,6 +140,7 @@ async fn floor(n: usize) -> Latencies {
     };
     let phases = futures::future::join_all(names.iter().cloned().map(one)).await;
     let wall = started.elapsed().as_secs_f64();
+    cpu::report("floor", n, &cpu_before, &cpu::sample());
     // Per machine: (running after, done after) and (start, end) on the Unix clock.
     type Pair = (f64, f64);
     let (durations, times): (Vec<Pair>, Vec<Pair>) = phases.into_iter().unzip();
@@ -638,6 +640,7 @@ async fn machines(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     let recorder = timeline::Recorder::start(&name);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = counters(&manager);
+    let cpu_before = cpu::sample();
     let started = Instant::now();
     eprintln!(
         "N={n}: Machines created from {} (UTC, as in the manager's log)",
@@ -654,6 +657,7 @@ async fn machines(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     });
     let made: Vec<(String, Instant, (f64, f64))> = futures::future::join_all(creations).await;
     let ready = watch.ready(n, &manager).await;
+    cpu::report("capkind", n, &cpu_before, &cpu::sample());
     let last = ready.values().max().copied().expect("ready");
     let wall = last.duration_since(started).as_secs_f64();
     let per_machine: Vec<f64> = made
@@ -1954,6 +1958,143 @@ mod timeline {
                 _ => line.push_str(&format!(" {name} -")),
             }
         }
+        eprintln!("{line}");
+    }
+}
+
+/// Where the machine's CPU time goes while one side runs, so that a gap between the sides that
+/// sits in the nodes' boot can be put on what runs next to them: the kernel's accounting for
+/// the whole machine and for Docker's containers together (the nodes, every exec in them, the
+/// load balancer), and per host process the daemons, the test's API servers, the manager and
+/// this benchmark, each its own time (not its children's: a shim's children include the execs in
+/// its container). Host processes that ended between the samples (runc, `docker` commands) and
+/// interrupts are what is left: "ended".
+mod cpu {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    /// The cgroup (v1, cgroupfs driver) Docker puts every container under.
+    const CONTAINERS: &str = "/sys/fs/cgroup/cpuacct/docker/cpuacct.usage";
+    /// The host processes named in the report, by command name (the kernel's 15 characters).
+    const NAMED: [&str; 9] = [
+        "dockerd",
+        "containerd",
+        "containerd-shim",
+        "fuse-overlayfs",
+        "kube-apiserver",
+        "etcd",
+        "capkind",
+        "capkind-bench",
+        "docker",
+    ];
+
+    pub struct Sample {
+        at: Instant,
+        /// Busy and idle (idle + iowait) seconds of all CPUs, from /proc/stat.
+        busy: f64,
+        idle: f64,
+        containers: f64,
+        /// Host processes (outside containers): pid -> (command, CPU seconds).
+        host: HashMap<u32, (String, f64)>,
+    }
+
+    fn ticks() -> f64 {
+        static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+        *TICKS.get_or_init(|| {
+            super::command("getconf", &["CLK_TCK"])
+                .parse()
+                .unwrap_or(100.0)
+        })
+    }
+
+    fn in_container(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(":cpuacct") && l.contains("/docker/"))
+    }
+
+    /// (command, utime + stime in seconds) of a process.
+    fn process(pid: u32) -> Option<(String, f64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        let fields: Vec<f64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        Some((comm, fields.iter().sum::<f64>() / ticks()))
+    }
+
+    pub fn sample() -> Sample {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest is inside user).
+        let get = |i: usize| cpu.get(i).copied().unwrap_or(0.0) / ticks();
+        let idle = get(3) + get(4);
+        let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+        let containers = std::fs::read_to_string(CONTAINERS)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1e9;
+        let host = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| !in_container(pid))
+            .filter_map(|pid| Some((pid, process(pid)?)))
+            .collect();
+        Sample {
+            at: Instant::now(),
+            busy,
+            idle,
+            containers,
+            host,
+        }
+    }
+
+    /// One stderr line: the CPU seconds each part used between `before` and `after`.
+    pub fn report(side: &str, n: usize, before: &Sample, after: &Sample) {
+        let wall = after.at.duration_since(before.at).as_secs_f64();
+        let busy = after.busy - before.busy;
+        let idle = after.idle - before.idle;
+        let mut named: HashMap<&str, f64> = HashMap::new();
+        for (pid, (comm, secs)) in &after.host {
+            let was = before
+                .host
+                .get(pid)
+                .filter(|(c, _)| c == comm)
+                .map_or(0.0, |(_, s)| *s);
+            let name = NAMED
+                .iter()
+                .find(|&&c| c == comm)
+                .copied()
+                .unwrap_or("other");
+            *named.entry(name).or_default() += secs - was;
+        }
+        let containers = after.containers - before.containers;
+        let host: f64 = named.values().sum();
+        let mut line = format!(
+            "N={n}: {side} CPU s over {wall:.1} s: busy {busy:.1}, idle {idle:.1}; in containers {containers:.1}"
+        );
+        for name in NAMED.iter().chain(&["other"]) {
+            line.push_str(&format!(
+                ", {name} {:.1}",
+                named.get(name).copied().unwrap_or(0.0)
+            ));
+        }
+        line.push_str(&format!("; ended {:.1}", busy - containers - host));
         eprintln!("{line}");
     }
 }
