@@ -257,20 +257,7 @@ fn breakdown(before: &Counters, after: &Counters, n: usize) -> String {
 /// CPU seconds (user and system) a process has used, from /proc (the metric
 /// process_cpu_seconds_total counts whole seconds only).
 fn cpu_seconds(pid: u32) -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let ticks = *TICKS.get_or_init(|| command("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0));
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (field(14) + field(15)) / ticks
+    cpu::process(pid).map_or(0.0, |(_, secs)| secs)
 }
 
 fn counters(manager: &ManagerProcess) -> Counters {
@@ -1993,11 +1980,13 @@ mod cpu {
         /// Busy and idle (idle + iowait) seconds of all CPUs, from /proc/stat.
         busy: f64,
         idle: f64,
-        containers: f64,
+        /// None where Docker's cgroup is not there to read (cgroup v2, the systemd driver).
+        containers: Option<f64>,
         /// Host processes (outside containers): pid -> (command, CPU seconds).
         host: HashMap<u32, (String, f64)>,
     }
 
+    /// The clock ticks per second /proc counts in.
     fn ticks() -> f64 {
         static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
         *TICKS.get_or_init(|| {
@@ -2014,8 +2003,10 @@ mod cpu {
             .any(|l| l.contains(":cpuacct") && l.contains("/docker/"))
     }
 
-    /// (command, utime + stime in seconds) of a process.
-    fn process(pid: u32) -> Option<(String, f64)> {
+    /// (command, utime + stime in seconds) of a process. The command name may hold spaces and
+    /// parentheses, so the fields are counted from the last `)`: utime and stime are fields 14
+    /// and 15, the 12th and 13th after it.
+    pub fn process(pid: u32) -> Option<(String, f64)> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let (head, rest) = stat.rsplit_once(')')?;
         let comm = head.split_once('(')?.1.to_string();
@@ -2045,8 +2036,7 @@ mod cpu {
         let containers = std::fs::read_to_string(CONTAINERS)
             .ok()
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1e9;
+            .map(|ns| ns / 1e9);
         let host = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -2083,18 +2073,24 @@ mod cpu {
                 .unwrap_or("other");
             *named.entry(name).or_default() += secs - was;
         }
-        let containers = after.containers - before.containers;
+        let containers = after.containers.zip(before.containers).map(|(a, b)| a - b);
         let host: f64 = named.values().sum();
-        let mut line = format!(
-            "N={n}: {side} CPU s over {wall:.1} s: busy {busy:.1}, idle {idle:.1}; in containers {containers:.1}"
-        );
+        let mut line =
+            format!("N={n}: {side} CPU s over {wall:.1} s: busy {busy:.1}, idle {idle:.1}; ");
+        match containers {
+            Some(c) => line.push_str(&format!("in containers {c:.1}")),
+            None => line.push_str(&format!("in containers unknown ({CONTAINERS} unreadable)")),
+        }
         for name in NAMED.iter().chain(&["other"]) {
             line.push_str(&format!(
                 ", {name} {:.1}",
                 named.get(name).copied().unwrap_or(0.0)
             ));
         }
-        line.push_str(&format!("; ended {:.1}", busy - containers - host));
+        match containers {
+            Some(c) => line.push_str(&format!("; ended {:.1}", busy - c - host)),
+            None => line.push_str(&format!("; ended and in containers {:.1}", busy - host)),
+        }
         eprintln!("{line}");
     }
 }
