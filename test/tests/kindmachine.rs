@@ -561,11 +561,14 @@ async fn a_host_reboot_in_any_order_brings_the_cluster_back_on_the_same_addresse
 async fn a_node_that_exits_during_boot_is_reported_with_its_exit_code_and_output() {
     let mut e = env(true).await;
     let base = images().busybox;
-    let crashing = "capkind.local/test-crashing-node:1";
+    let crashing = "capkind.local/test-crashing-node:2";
+    // Like a node image whose systemd fails, it has a systemctl that never says the system
+    // runs: the bootstrap waits for systemd as in every node image. (With none, a bootstrap
+    // started in one of the restart policy's brief runs could finish there, and did in CI.)
     build_image(
         crashing,
         &format!(
-            "FROM {base}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo booting; echo 'Failed to create inotify object: Too many open files' >&2; exit 3\"]\n"
+            "FROM {base}\nRUN mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho starting\\nsleep 1\\n' > /usr/local/bin/systemctl && chmod +x /usr/local/bin/systemctl\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo booting; echo 'Failed to create inotify object: Too many open files' >&2; exit 3\"]\n"
         ),
     );
     let missing = "capkind.local/test-missing-entrypoint:1";
