@@ -159,11 +159,21 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
         "the leader lost its Lease\n{}",
         logs(&managers)
     );
-    assert!(
-        managers[leader].metric(reconciles) >= 1.0,
-        "{}",
-        logs(&managers)
-    );
+    // The status that made the cluster ready is written inside the reconcile, and the
+    // reconcile is counted when it returns: a moment later.
+    wait::until(
+        "the leader's reconciles counted",
+        Duration::from_secs(10),
+        || async {
+            let n = managers[leader].metric(reconciles);
+            if n >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{n}\n{}", logs(&managers)))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         managers[standby].metric(reconciles),
         0.0,
