@@ -107,14 +107,21 @@ async fn run<D: ContainerRuntime + Clone>(
         Step::ReconfigureLoadBalancer => reconfigure(m, o).await?,
         Step::PreloadImages => preload_images(m, km, name).await?,
         Step::StartBootstrap(data) => {
-            node.start(data).await?;
+            node.upload(data).await?;
+            // The waiter's exec starts the script; only where none can be started (one waits
+            // already, or the manager stops) does an exec of its own.
+            if !watch(m, km, name, 0, 0, true)? {
+                node.start().await?;
+            }
             info!(container = %name, steps = data.len(), ignored = ?data.ignored, "bootstrap started");
             let note = format!("Bootstrap of {name} started ({} steps)", data.len());
             news.tell(m, km, EventType::Normal, "BootstrapStarted", note)
                 .await;
         }
         Step::StopBootstrap => node.stop().await?,
-        Step::Watch { step, elapsed } => watch(m, km, name, *step, *elapsed)?,
+        Step::Watch { step, elapsed } => {
+            watch(m, km, name, *step, *elapsed, false)?;
+        }
         Step::RecordBootstrapTime { elapsed } => m.ctx.metrics.bootstrap_succeeded(*elapsed),
         Step::SetProviderId(id) => {
             let patch = serde_json::json!({"spec": {"providerID": id}});
@@ -174,26 +181,27 @@ async fn reconfigure<D: ContainerRuntime>(m: &Machines<D>, o: &Observed) -> Resu
         .await
 }
 
-/// A task that waits inside the node for the bootstrap to move past `step`, then wakes the
-/// machine up; it gives up at the timeout, or after two minutes (then the next look starts
-/// another).
+/// A task that waits inside the node for the bootstrap to move past `step` (with `launch`,
+/// after starting it), then wakes the machine up; it gives up at the timeout, or after two
+/// minutes (then the next look starts another). `false` when none was started.
 fn watch<D: ContainerRuntime + Clone>(
     m: &Machines<D>,
     km: &KindMachine,
     name: &str,
     step: usize,
     elapsed: u64,
-) -> Result<(), Error> {
+    launch: bool,
+) -> Result<bool, Error> {
     let timeout = km.spec.bootstrap_timeout()?.as_secs();
     let limit = timeout.saturating_sub(elapsed).min(120) + 1;
     let (wake, key) = (
         m.wake.clone(),
         (km.namespace().unwrap_or_default(), km.name_any()),
     );
-    m.waiter.watch(&m.ctx.docker, name, step, limit, move || {
-        let _ = wake.send(key);
-    });
-    Ok(())
+    Ok(m.waiter
+        .watch(&m.ctx.docker, name, step, limit, launch, move || {
+            let _ = wake.send(key);
+        }))
 }
 
 /// Starts the stopped container; `None` when it was removed meanwhile (a deletion under way:

@@ -209,9 +209,14 @@ impl<'a, D: ContainerRuntime> Node<'a, D> {
         Self { docker, container }
     }
 
-    /// Starts `plan`: one upload, one exec. Of two racing starts only one runs.
-    pub async fn start(&self, plan: &Plan) -> Result<(), docker::Error> {
-        start(self.docker, self.container, plan).await
+    /// Puts `plan` in the node (one upload), to be started by a waiter or by [`Node::start`].
+    pub async fn upload(&self, plan: &Plan) -> Result<(), docker::Error> {
+        upload(self.docker, self.container, plan).await
+    }
+
+    /// Starts the uploaded plan with one exec. Of two racing starts only one runs.
+    pub async fn start(&self) -> Result<(), docker::Error> {
+        start(self.docker, self.container).await
     }
 
     /// Asks the node where its bootstrap stands.
@@ -283,28 +288,41 @@ pub fn script_path() -> String {
     format!("{STAGE}/bootstrap.sh")
 }
 
-/// Starts `plan` in `container`: one upload, one exec.
-async fn start<D: ContainerRuntime>(
+/// Puts `plan`'s files and script in `container` (one upload); [`launch`] starts it.
+async fn upload<D: ContainerRuntime>(
     docker: &D,
     container: &str,
     plan: &Plan,
 ) -> Result<(), docker::Error> {
-    let bytes = archive(plan)?;
-    docker.upload(container, "/", bytes).await?;
-    // The lock of step 0 is taken here, before the script runs, and handed down to it on fd 9,
-    // so that a waiter started right after this exec always finds it held. The marker is
-    // created exclusively (noclobber: O_EXCL), so of two launchers racing (a manager stopped
-    // right after it started one, and its successor) only one goes on.
-    let launch = format!(
-        "mkdir -p /run/cluster-api {DIR} {RUN} {marker_dir} && {{ (set -C; date +%s > {m}) 2>/dev/null || exit 0; }} && : > {RUN}/bootstrap.running && \
-         echo 0 > {DIR}/bootstrap.step && exec 9> {lock0} && {{ ! command -v flock >/dev/null || flock -x 9; }} && \
-         setsid sh {script} > {DIR}/bootstrap.log 2>&1 < /dev/null &",
+    docker.upload(container, "/", archive(plan)?).await
+}
+
+/// The shell commands that start the uploaded script, detached; they do nothing where a
+/// bootstrap was started before (its marker exists), and fail only where the node's
+/// directories cannot be written. Everything but the script itself runs in the foreground:
+/// the lock of step 0 is taken before the script starts and handed down to it on fd 9, so
+/// that a wait that begins once these commands returned always finds it held. The marker is
+/// created exclusively (noclobber: O_EXCL), so of two launchers racing (a manager stopped
+/// right after it started one, and its successor) only one goes on.
+fn launch() -> String {
+    format!(
+        "mkdir -p /run/cluster-api {DIR} {RUN} {marker_dir} && \
+         if (set -C; date +%s > {m}) 2>/dev/null; then \
+         : > {RUN}/bootstrap.running && echo 0 > {DIR}/bootstrap.step && exec 9> {lock0} && \
+         {{ ! command -v flock >/dev/null || flock -x 9; }} && \
+         {{ setsid sh {script} > {DIR}/bootstrap.log 2>&1 < /dev/null & }} && exec 9>&-; fi",
         m = bootstrap::STARTED_MARKER,
         marker_dir = marker_dir(),
         lock0 = step_lock(0),
         script = script_path()
-    );
-    let out = docker.exec(container, &["sh", "-c", &launch], None).await?;
+    )
+}
+
+/// Starts the uploaded script with an exec of its own (where no waiter can start it).
+async fn start<D: ContainerRuntime>(docker: &D, container: &str) -> Result<(), docker::Error> {
+    let out = docker
+        .exec(container, &["sh", "-c", &launch()], None)
+        .await?;
     if out.exit_code != 0 {
         return Err(docker::Error::Engine {
             what: format!("start bootstrap in {container}"),
@@ -403,28 +421,37 @@ impl Waiter {
     }
 
     /// Starts a task that waits until the bootstrap of `container` is past step `step` or has
-    /// ended (or `limit_secs` pass), then calls `wake`; nothing when one waits already. Steps
-    /// that end within a second of the one before are waited through, so a quick run of
-    /// steps (files, short commands) wakes the machine once, at its end, not once per step.
+    /// ended (or `limit_secs` pass), then calls `wake`; `false` when one waits already or the
+    /// waiter shuts down. Steps that end within a second of the one before are waited
+    /// through, so a quick run of steps (files, short commands) wakes the machine once, at
+    /// its end, not once per step. With `launch`, the same exec first starts the uploaded
+    /// script ([`launch`]): one exec per node instead of two.
     pub fn watch<D: ContainerRuntime + Clone>(
         &self,
         docker: &D,
         container: &str,
         step: usize,
         limit_secs: u64,
+        launch: bool,
         wake: impl FnOnce() + Send + 'static,
-    ) {
+    ) -> bool {
         let Ok(mut active) = self.seen.lock() else {
-            return;
+            return false;
         };
         if matches!(active.get(container), Some(None)) || self.stop.is_cancelled() {
-            return;
+            return false;
         }
         active.insert(container.to_string(), None);
         drop(active);
         let (docker, container, seen) = (docker.clone(), container.to_string(), self.seen.clone());
+        // Where the launch fails, nothing is waited for: the probe says what is there.
+        let launch = if launch {
+            format!("{} && ", self::launch())
+        } else {
+            String::new()
+        };
         let wait = format!(
-            "if [ ! -f {DIR}/bootstrap.status ]; then \
+            "{launch}if [ ! -f {DIR}/bootstrap.status ]; then \
              if command -v flock >/dev/null && test -f {lock}; then flock -s -w {limit} {lock} true; \
              n=0; while [ ! -f {DIR}/bootstrap.status ] && [ $n -lt 50 ] && read s < {DIR}/bootstrap.step && \
              test -f {RUN}/step-$s.lock && flock -s -w 1 {RUN}/step-$s.lock true; do n=$((n+1)); done; \
@@ -457,6 +484,7 @@ impl Waiter {
             }
             wake();
         });
+        true
     }
 
     /// Stops every task and waits until they are gone.

@@ -120,7 +120,8 @@ pub enum Step {
     ReconfigureLoadBalancer,
     /// Load `preLoadImages` into the node's containerd.
     PreloadImages,
-    /// Start the bootstrap with this plan.
+    /// Start the bootstrap with this plan, and wait in the background for it to move past
+    /// its first step (one exec does both).
     StartBootstrap(crate::bootstrap::Plan),
     /// Stop the bootstrap that ran past its timeout.
     StopBootstrap,
@@ -508,13 +509,7 @@ fn start(km: &KindMachine, o: &Observed) -> Result<Plan, Error> {
     let preload = (!km.spec.pre_load_images.is_empty()).then_some(Step::PreloadImages);
     let steps = preload
         .into_iter()
-        .chain([
-            Step::StartBootstrap(data),
-            Step::Watch {
-                step: 0,
-                elapsed: 0,
-            },
-        ])
+        .chain([Step::StartBootstrap(data)])
         .collect();
     Ok(Plan::new(
         Phase::Bootstrapping {
@@ -761,19 +756,14 @@ mod tests {
         };
         assert_eq!(
             kinds(&plan(&km(None), &o).expect("plan")),
-            [
-                "Create",
-                "ReconfigureLoadBalancer",
-                "StartBootstrap",
-                "Watch"
-            ]
+            ["Create", "ReconfigureLoadBalancer", "StartBootstrap"]
         );
     }
 
     #[test]
     fn a_new_node_is_created_loaded_and_bootstrapped() {
         let plan = plan(&km(None), &observed()).expect("plan");
-        assert_eq!(kinds(&plan), ["Create", "StartBootstrap", "Watch"]);
+        assert_eq!(kinds(&plan), ["Create", "StartBootstrap"]);
         assert_eq!(
             plan.phase,
             Some(Phase::Bootstrapping {
@@ -785,7 +775,7 @@ mod tests {
         preloading.spec.pre_load_images = vec!["busybox".into()];
         assert_eq!(
             kinds(&super::plan(&preloading, &observed()).expect("plan")),
-            ["Create", "PreloadImages", "StartBootstrap", "Watch"]
+            ["Create", "PreloadImages", "StartBootstrap"]
         );
     }
 
@@ -877,12 +867,7 @@ mod tests {
                 "within 60s",
                 Next::AwaitChange,
             ),
-            (
-                Report::NotStarted,
-                vec!["StartBootstrap", "Watch"],
-                "started",
-                look,
-            ),
+            (Report::NotStarted, vec!["StartBootstrap"], "started", look),
         ]);
     }
 
