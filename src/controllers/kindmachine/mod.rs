@@ -107,7 +107,10 @@ pub async fn run<D: ContainerRuntime + Clone>(
     let (store, writer) = kube::runtime::reflector::store();
     let own = watcher(scope.api::<KindMachine>(client.clone()), scope.watcher())
         .modify(|km| km.managed_fields_mut().clear());
-    let controller = Controller::for_stream(reflector(writer, own).applied_objects(), store);
+    let own = reflector(writer, own)
+        .applied_objects()
+        .predicate_filter(spec_and_metadata, Default::default());
+    let controller = Controller::for_stream(own, store);
     let store = controller.store();
     super::mark_synced_when_ready(&ctx, store.clone());
     let (wake, wakeups) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
@@ -145,6 +148,26 @@ pub async fn run<D: ContainerRuntime + Clone>(
         .for_each(|_| async {})
         .await;
     waiter.shut_down().await;
+}
+
+/// What of a KindMachine its reconcile acts on: everything but its status (and what the API
+/// server keeps for itself). A status-only update is this controller's own write, and a
+/// reconcile on it only looked again at a node that nothing had changed: a third of the
+/// reconciles at 100 machines. The cache still takes every update.
+fn spec_and_metadata(km: &KindMachine) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = km.meta();
+    let acted_on = (
+        meta.generation,
+        &meta.labels,
+        &meta.annotations,
+        &meta.finalizers,
+        &meta.owner_references,
+        &meta.deletion_timestamp,
+    );
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&acted_on).ok()?.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// The controller with the watches of the objects a KindMachine depends on (Machine, Cluster,
@@ -234,4 +257,50 @@ fn machines_of(
         })
         .map(|km| ObjectRef::from_obj(km.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+
+    #[test]
+    fn only_status_updates_are_not_acted_on() {
+        let km: KindMachine = serde_json::from_value(serde_json::json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
+            "kind": "KindMachine",
+            "metadata": {"name": "m", "namespace": "ns", "generation": 1},
+            "spec": {}
+        }))
+        .expect("KindMachine");
+        let base = spec_and_metadata(&km);
+        assert!(base.is_some());
+        let mut status = km.clone();
+        status.status = Some(Default::default());
+        status.metadata.resource_version = Some("2".into());
+        assert_eq!(spec_and_metadata(&status), base, "a status-only update");
+        let changes: [fn(&mut KindMachine); 6] = [
+            |k| k.metadata.generation = Some(2),
+            |k| {
+                k.labels_mut().insert("a".into(), "b".into());
+            },
+            |k| {
+                k.annotations_mut()
+                    .insert("cluster.x-k8s.io/paused".into(), String::new());
+            },
+            |k| k.finalizers_mut().push(FINALIZER.into()),
+            |k| {
+                k.owner_references_mut().push(Default::default());
+            },
+            |k| {
+                k.metadata.deletion_timestamp = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+                )
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut k = km.clone();
+            change(&mut k);
+            assert_ne!(spec_and_metadata(&k), base, "change {i} is acted on");
+        }
+    }
 }
