@@ -116,6 +116,21 @@ impl ManagerProcess {
             .unwrap_or(0.0)
     }
 
+    /// Waits until metric `series` is at least `at_least` (a counter moves when the work it
+    /// counts has returned, a moment after what that work wrote); panics after `timeout`
+    /// with the value and the manager's log.
+    pub async fn wait_metric(&self, series: &str, at_least: f64, timeout: std::time::Duration) {
+        crate::wait::until(&format!("{series} >= {at_least}"), timeout, || async {
+            let n = self.metric(series);
+            if n >= at_least {
+                Ok(())
+            } else {
+                Err(format!("{n}\n{}", self.log_tail()))
+            }
+        })
+        .await;
+    }
+
     /// Sends a signal (`TERM`, `KILL`, ...).
     pub fn signal(&self, signal: &str) {
         let _ = Command::new("kill")

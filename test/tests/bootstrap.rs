@@ -52,8 +52,9 @@ async fn next_state(
     seen(docker, container, &waits).await
 }
 
-/// A running node container, removed by `janitor`.
-async fn node(docker: &capkind::docker::Engine, janitor: &mut Janitor) -> String {
+/// A running node container, removed by `janitor`, with the plan of cloud-config `data`
+/// uploaded (not started).
+async fn node(docker: &capkind::docker::Engine, janitor: &mut Janitor, data: &str) -> String {
     let network = names::unique("bootnet");
     docker.ensure_network(&network).await.expect("network");
     let name = names::unique("boot");
@@ -62,6 +63,11 @@ async fn node(docker: &capkind::docker::Engine, janitor: &mut Janitor) -> String
     let spec = worker_node_spec("bootstrap-test", &name, &network);
     docker.create(&spec).await.expect("create");
     docker.start(&name).await.expect("start");
+    let plan = capkind::bootstrap::plan(Some("cloud-config"), data.as_bytes()).expect("plan");
+    bootstrap::Node::new(docker, &name)
+        .upload(&plan)
+        .await
+        .expect("upload the bootstrap");
     name
 }
 
@@ -104,13 +110,7 @@ async fn sh(docker: &capkind::docker::Engine, container: &str, script: &str) -> 
 async fn the_waiter_blocks_on_the_step_lock_and_wakes_when_the_step_ends() {
     let docker = engine().await;
     let mut janitor = Janitor::default();
-    let name = node(&docker, &mut janitor).await;
-
-    let plan = capkind::bootstrap::plan(Some("cloud-config"), BOOTSTRAP.as_bytes()).expect("plan");
-    bootstrap::Node::new(&docker, &name)
-        .upload(&plan)
-        .await
-        .expect("upload the bootstrap");
+    let name = node(&docker, &mut janitor, BOOTSTRAP).await;
     // The first waiter starts the script. Step 0 (waiting for systemd) ends, steps 1 and 2
     // follow; step 2 waits for /tmp/go.
     let mut step = 0;
@@ -183,10 +183,8 @@ const COUNTED: &str = "#cloud-config\nruncmd:\n\
 async fn of_racing_starts_only_one_runs_the_bootstrap() {
     let docker = engine().await;
     let mut janitor = Janitor::default();
-    let name = node(&docker, &mut janitor).await;
-    let plan = capkind::bootstrap::plan(Some("cloud-config"), COUNTED.as_bytes()).expect("plan");
+    let name = node(&docker, &mut janitor, COUNTED).await;
     let node = bootstrap::Node::new(&docker, &name);
-    node.upload(&plan).await.expect("upload the bootstrap");
     // Two starts with execs of their own (as where no waiter can start one) and a waiter
     // that starts one, at once: two managers, or one restarted right after it started one.
     let (wake, waits) = woken(&docker, &name, 0, true);

@@ -78,15 +78,9 @@ async fn probes_and_metrics_answer_and_count_work() {
     ready_cluster(&client, &ns, &mut janitor).await;
     let success =
         "controller_runtime_reconcile_total{controller=\"kindcluster\",result=\"success\"}";
-    wait::until("reconciles counted", Duration::from_secs(10), || async {
-        let n = manager.metric(success);
-        if n >= 1.0 {
-            Ok(())
-        } else {
-            Err(format!("{n}"))
-        }
-    })
-    .await;
+    manager
+        .wait_metric(success, 1.0, Duration::from_secs(10))
+        .await;
     assert!(
         manager.metric("capkind_docker_requests_total{op=\"create\",result=\"success\"}") >= 1.0,
         "{}",
@@ -161,19 +155,9 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
     );
     // The status that made the cluster ready is written inside the reconcile, and the
     // reconcile is counted when it returns: a moment later.
-    wait::until(
-        "the leader's reconciles counted",
-        Duration::from_secs(10),
-        || async {
-            let n = managers[leader].metric(reconciles);
-            if n >= 1.0 {
-                Ok(())
-            } else {
-                Err(format!("{n}\n{}", logs(&managers)))
-            }
-        },
-    )
-    .await;
+    managers[leader]
+        .wait_metric(reconciles, 1.0, Duration::from_secs(10))
+        .await;
     assert_eq!(
         managers[standby].metric(reconciles),
         0.0,
