@@ -687,11 +687,16 @@ impl ContainerRuntime for Engine {
         {
             return Ok(None);
         }
-        let inspect = self
-            .docker
-            .inspect_network(network, None)
-            .await
-            .map_err(|e| classify(format!("network {network}"), e))?;
+        // The network and what holds addresses on it, side by side: two round trips to a
+        // busy engine cost one. The containers are looked at for nothing only when the
+        // network takes no fixed addresses, which is then remembered.
+        let inspect = async {
+            self.docker
+                .inspect_network(network, None)
+                .await
+                .map_err(|e| classify(format!("network {network}"), e))
+        };
+        let (inspect, mut taken) = tokio::try_join!(inspect, self.addresses_on(network))?;
         let ours = inspect.labels.as_ref().is_some_and(|l| {
             l.get(labels::NETWORK_CREATED_BY).map(String::as_str)
                 == Some(labels::CREATED_BY_CAPKIND)
@@ -711,7 +716,6 @@ impl ContainerRuntime for Engine {
             self.dynamic_only(network);
             return Ok(None);
         }
-        let mut taken = self.addresses_on(network).await?;
         let Ok(mut addresses) = self.addresses.lock() else {
             return Ok(None);
         };

@@ -75,20 +75,78 @@ pub async fn act<D: ContainerRuntime + Clone>(
     news: &mut News,
 ) -> Result<Outcome, Error> {
     let mut container = o.container.clone().map(Box::new);
+    // A container just created and started is looked at beside the bootstrap's upload when
+    // that comes next (a round trip less between its start and its bootstrap), else at once.
+    let mut look = false;
     for step in &plan.steps {
+        if look && !matches!(step, Step::StartBootstrap(_)) {
+            look = false;
+            match running(m, &o.container_name).await? {
+                Some(c) => container = Some(c),
+                None => return Ok(Outcome::Again(Next::Requeue(SOON))),
+            }
+        }
         match step {
-            Step::Create => match create(m, km, o, news).await? {
-                Some(c) if !node::exited_by_itself(&c) => container = Some(Box::new(c)),
-                _ => return Ok(Outcome::Again(Next::Requeue(SOON))),
-            },
+            Step::Create if create(m, km, o, news).await? => look = true,
+            Step::Create => return Ok(Outcome::Again(Next::Requeue(SOON))),
             Step::Start => match start(m, &o.container_name).await? {
                 Some(c) => container = Some(Box::new(c)),
                 None => return Ok(Outcome::Again(Next::Requeue(SOON))),
             },
+            Step::StartBootstrap(data) if look => {
+                look = false;
+                let node = bootstrap::Node::new(&m.ctx.docker, &o.container_name);
+                let (c, uploaded) = tokio::join!(running(m, &o.container_name), node.upload(data));
+                match c? {
+                    Some(c) => container = Some(c),
+                    None => return Ok(Outcome::Again(Next::Requeue(SOON))),
+                }
+                uploaded?;
+                launch(m, km, &o.container_name, data, news).await?;
+            }
             other => run(m, km, api, o, other, news).await?,
         }
     }
+    if look {
+        match running(m, &o.container_name).await? {
+            Some(c) => container = Some(c),
+            None => return Ok(Outcome::Again(Next::Requeue(SOON))),
+        }
+    }
     Ok(Outcome::Done(container))
+}
+
+/// The container just started, as it is now; `None` when it is gone or died at once (the
+/// next look finds out which, and why).
+async fn running<D: ContainerRuntime>(
+    m: &Machines<D>,
+    name: &str,
+) -> Result<Option<Box<Container>>, Error> {
+    Ok(m.ctx
+        .docker
+        .inspect(name)
+        .await?
+        .filter(|c| !node::exited_by_itself(c))
+        .map(Box::new))
+}
+
+/// Starts the uploaded bootstrap: the waiter's exec starts the script; only where none can
+/// be started (one waits already, or the manager stops) does an exec of its own.
+async fn launch<D: ContainerRuntime + Clone>(
+    m: &Machines<D>,
+    km: &KindMachine,
+    name: &str,
+    data: &crate::bootstrap::Plan,
+    news: &mut News,
+) -> Result<(), Error> {
+    if !watch(m, km, name, 0, 0, true)? {
+        bootstrap::Node::new(&m.ctx.docker, name).start().await?;
+    }
+    info!(container = %name, steps = data.len(), ignored = ?data.ignored, "bootstrap started");
+    let note = format!("Bootstrap of {name} started ({} steps)", data.len());
+    news.tell(m, km, EventType::Normal, "BootstrapStarted", note)
+        .await;
+    Ok(())
 }
 
 /// One step that does not change which container there is.
@@ -108,15 +166,7 @@ async fn run<D: ContainerRuntime + Clone>(
         Step::PreloadImages => preload_images(m, km, name).await?,
         Step::StartBootstrap(data) => {
             node.upload(data).await?;
-            // The waiter's exec starts the script; only where none can be started (one waits
-            // already, or the manager stops) does an exec of its own.
-            if !watch(m, km, name, 0, 0, true)? {
-                node.start().await?;
-            }
-            info!(container = %name, steps = data.len(), ignored = ?data.ignored, "bootstrap started");
-            let note = format!("Bootstrap of {name} started ({} steps)", data.len());
-            news.tell(m, km, EventType::Normal, "BootstrapStarted", note)
-                .await;
+            launch(m, km, name, data, news).await?;
         }
         Step::StopBootstrap => node.stop().await?,
         Step::Watch { step, elapsed } => {
@@ -220,15 +270,17 @@ async fn start<D: ContainerRuntime>(
     }
 }
 
-/// Creates and starts the node container. `None` when the name turned out to be taken by a
-/// container that appeared or went meanwhile (another manager's, or one being removed): the
-/// next reconcile looks at it afresh, ownership included.
+/// Creates and starts the node container; whether it was started (it is not looked at yet).
+/// `false` when the name turned out to be taken by a container that appeared or went
+/// meanwhile (another manager's, or one being removed), or when the engine could not run it
+/// (kept, so that its state says why): the next reconcile looks at it afresh, ownership
+/// included.
 async fn create<D: ContainerRuntime + Clone>(
     m: &Machines<D>,
     km: &KindMachine,
     o: &Observed,
     news: &mut News,
-) -> Result<Option<Container>, Error> {
+) -> Result<bool, Error> {
     let docker = &m.ctx.docker;
     let (spec, image) = node_spec(m, km, o).await?;
     let name = &o.container_name;
@@ -236,13 +288,13 @@ async fn create<D: ContainerRuntime + Clone>(
         Ok(_) => {}
         Err(crate::docker::Error::Conflict { .. }) => {
             tracing::debug!(container = %name, "the name is taken meanwhile; looking again");
-            return Ok(None);
+            return Ok(false);
         }
         Err(e) => return Err(e.into()),
     }
     if let Err(e) = docker.start(name).await {
         if e.is_not_found() {
-            return Ok(None);
+            return Ok(false);
         }
         // The engine could not run it (an entry point missing, a bad image): kept, so that
         // its state says why (ContainerExited). Anything else (an address or port taken
@@ -252,7 +304,7 @@ async fn create<D: ContainerRuntime + Clone>(
             && !c.error.contains("in use")
         {
             info!(container = %name, error = %e, "node container could not start");
-            return Ok(Some(c));
+            return Ok(false);
         }
         let _ = docker.remove(name).await;
         return Err(e.into());
@@ -261,7 +313,7 @@ async fn create<D: ContainerRuntime + Clone>(
     let note = format!("Created container {name} from {image}");
     news.tell(m, km, EventType::Normal, "ContainerCreated", note)
         .await;
-    Ok(docker.inspect(name).await?)
+    Ok(true)
 }
 
 /// The node container to create, on a fixed address of the cluster's network, and its image.
@@ -283,11 +335,21 @@ async fn node_spec<D: ContainerRuntime + Clone>(
         o.machine.spec.version.as_deref(),
     )?;
     let network = m.ctx.network(kc);
-    // Independent lookups, side by side: each is a round trip to a busy engine.
-    let (image_command, address) = tokio::try_join!(docker.image_command(&image), async {
-        docker.ensure_network(&network).await?;
-        docker.free_address(&network).await
-    })?;
+    // Independent lookups, side by side: each is a round trip to a busy engine. The address
+    // is picked while the network is made sure of; a pick that found no network (it was
+    // missing, or there were two of that name) is made again once there is one.
+    let address = async {
+        let (ensured, picked) = tokio::join!(
+            docker.ensure_network(&network),
+            docker.free_address(&network)
+        );
+        ensured?;
+        match picked {
+            Ok(address) => Ok(address),
+            Err(_) => docker.free_address(&network).await,
+        }
+    };
+    let (image_command, address) = tokio::try_join!(docker.image_command(&image), address)?;
     let image_command = match image_command {
         Some(command) => command,
         // Missing: pulled (PullingImage until it is there), then looked at again.

@@ -60,8 +60,12 @@ async fn steps<D: ContainerRuntime + Clone>(
     contract: &Contract<'_, KindMachine>,
     owners: Owners,
 ) -> Result<Action, Error> {
-    let deleting = contract.delete_or_finalize().await?;
-    let o = observe::observe(m, km, owners).await?;
+    // The finalizer is written while the machine is looked at (reads only): nothing is made
+    // before both are done.
+    let (deleting, o) = tokio::try_join!(
+        contract.delete_or_finalize(),
+        observe::observe(m, km, owners)
+    )?;
     let plan = if deleting {
         plan::deletion(km, &o)
     } else {
