@@ -69,6 +69,20 @@ fn latencies(mut per_machine: Vec<f64>, wall: f64) -> Latencies {
 }
 
 /// The floor for `n` machines: create, start, upload, exec, with no controller.
+/// Waits for a quiet machine before `side` starts, and says how long that took on stderr.
+async fn settled(side: &str, n: usize) {
+    let (waited, busy) = cpu::settle().await;
+    let how = if busy <= cpu::QUIET {
+        "quiet"
+    } else {
+        "still busy"
+    };
+    eprintln!(
+        "N={n}: {side} started after {waited:.1} s of settling ({how}: {:.0}% of the CPUs busy over the last second)",
+        busy * 100.0
+    );
+}
+
 async fn floor(n: usize) -> Latencies {
     let docker = engine().await;
     let network = names::unique("benchnet");
@@ -86,6 +100,7 @@ async fn floor(n: usize) -> Latencies {
     let cluster = names::unique("floor");
     let names: Vec<String> = (0..n).map(|i| format!("{cluster}-{i}")).collect();
     let recorder = timeline::Recorder::start(&cluster);
+    settled("floor", n).await;
     let cpu_before = cpu::sample();
     let started = Instant::now();
     let one = |name: String| {
@@ -626,6 +641,7 @@ async fn machines(n: usize, workload: &ApiServer, steady: bool) -> Provider {
     let watch = MachineWatch::start(&client, &ns, None);
     let recorder = timeline::Recorder::start(&name);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    settled("capkind", n).await;
     let before = counters(&manager);
     let cpu_before = cpu::sample();
     let started = Instant::now();
@@ -2019,7 +2035,8 @@ mod cpu {
         Some((comm, fields.iter().sum::<f64>() / ticks()))
     }
 
-    pub fn sample() -> Sample {
+    /// Busy and idle seconds of all CPUs so far, from /proc/stat.
+    fn totals() -> (f64, f64) {
         let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let cpu: Vec<f64> = stat
             .lines()
@@ -2031,8 +2048,41 @@ mod cpu {
             .collect();
         // user nice system idle iowait irq softirq steal (guest is inside user).
         let get = |i: usize| cpu.get(i).copied().unwrap_or(0.0) / ticks();
-        let idle = get(3) + get(4);
-        let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+        (
+            get(0) + get(1) + get(2) + get(5) + get(6) + get(7),
+            get(3) + get(4),
+        )
+    }
+
+    /// The share of the CPUs that was busy over the window, at most.
+    pub const QUIET: f64 = 0.2;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Waits until the CPUs were mostly idle (busy at most [`QUIET`]) over a whole second, at
+    /// most 30 s; returns how long it waited and the busy share of the last second. Each side
+    /// of a round starts from a quiet machine, not in the tail of what ran before it (the
+    /// previous side's containers going away, the test environment starting).
+    pub async fn settle() -> (f64, f64) {
+        let start = Instant::now();
+        loop {
+            let (busy0, idle0) = totals();
+            tokio::time::sleep(WINDOW).await;
+            let (busy1, idle1) = totals();
+            let total = (busy1 - busy0) + (idle1 - idle0);
+            let share = if total > 0.0 {
+                (busy1 - busy0) / total
+            } else {
+                0.0
+            };
+            if share <= QUIET || start.elapsed() >= LONGEST {
+                return (start.elapsed().as_secs_f64(), share);
+            }
+        }
+    }
+
+    pub fn sample() -> Sample {
+        let (busy, idle) = totals();
         let containers = std::fs::read_to_string(CONTAINERS)
             .ok()
             .and_then(|v| v.trim().parse::<f64>().ok())
