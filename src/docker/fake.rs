@@ -31,6 +31,8 @@ struct State {
     exec: Vec<(String, ExecOutput)>,
     calls: Vec<String>,
     unavailable: bool,
+    /// Containers die as they start (a bad entry point, a host out of inotify instances).
+    die_on_start: bool,
     next_address: u8,
     host: HostInfo,
 }
@@ -45,6 +47,12 @@ impl Fake {
         let command = command.iter().map(|s| s.to_string()).collect();
         self.state().images.insert(image.to_string(), command);
         self
+    }
+
+    /// From now on every container dies as it starts, as the restart policy then shows it:
+    /// not running, restarted once, exit code 1.
+    pub fn die_on_start(&self) {
+        self.state().die_on_start = true;
     }
 
     /// Reports `host` as the engine's host.
@@ -230,6 +238,14 @@ impl ContainerRuntime for Fake {
         c.running = true;
         c.state = "running".into();
         c.started_at = Some(chrono::Utc::now());
+        if state.die_on_start
+            && let Some(c) = state.containers.get_mut(name)
+        {
+            c.running = false;
+            c.state = "exited".into();
+            c.exit_code = 1;
+            c.restart_count = 1;
+        }
         Ok(())
     }
 

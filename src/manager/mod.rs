@@ -155,6 +155,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
                 flags.node_privileges,
                 scope.clone(),
                 flags.kindmachine_concurrency,
+                flags.node_start_concurrency,
                 stop.clone().cancelled_owned()
             ),
             kindmachinetemplate::run(templates, scope.clone(), stop.clone().cancelled_owned()),

@@ -47,6 +47,7 @@ impl Manager {
                     Privileges::Capabilities,
                     scope.clone(),
                     8,
+                    0,
                     std::future::pending()
                 ),
                 async {

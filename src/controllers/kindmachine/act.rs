@@ -254,13 +254,24 @@ fn watch<D: ContainerRuntime + Clone>(
         }))
 }
 
+/// A turn to create or start a node container: at most `--node-start-concurrency` at once.
+/// Waiting for one is safe to interrupt (nothing is held but the place in the queue). The
+/// semaphore is never closed; were it, there would be no limit.
+async fn turn<D>(m: &Machines<D>) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    m.starting.acquire().await.ok()
+}
+
 /// Starts the stopped container; `None` when it was removed meanwhile (a deletion under way:
 /// its events bring the next look).
 async fn start<D: ContainerRuntime>(
     m: &Machines<D>,
     name: &str,
 ) -> Result<Option<Container>, Error> {
-    match m.ctx.docker.start(name).await {
+    let started = {
+        let _turn = turn(m).await;
+        m.ctx.docker.start(name).await
+    };
+    match started {
         Ok(()) => Ok(m.ctx.docker.inspect(name).await?),
         Err(e) if e.is_not_found() => {
             tracing::debug!(container = %name, "container gone while starting it");
@@ -284,6 +295,7 @@ async fn create<D: ContainerRuntime + Clone>(
     let docker = &m.ctx.docker;
     let (spec, image) = node_spec(m, km, o).await?;
     let name = &o.container_name;
+    let _turn = turn(m).await;
     match docker.create(&spec).await {
         Ok(_) => {}
         Err(crate::docker::Error::Conflict { .. }) => {

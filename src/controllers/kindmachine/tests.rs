@@ -102,6 +102,7 @@ fn env_at(version: Version, infrastructure_ready: bool) -> Env {
         nodes_done: Mutex::default(),
         waiter: bootstrap::Waiter::default(),
         wake,
+        starting: tokio::sync::Semaphore::new(4),
     });
     Env {
         api,
@@ -167,6 +168,28 @@ impl Env {
         self.reconcile().await.expect("succeeded");
         assert_eq!(self.condition("Ready").0, "True");
     }
+}
+
+/// The container is looked at beside the bootstrap's upload: one that died as it started gets
+/// no bootstrap launched, and the next look reports it exited.
+#[tokio::test]
+async fn a_node_that_dies_as_it_starts_gets_no_bootstrap_and_is_reported() {
+    let e = env(true);
+    e.docker.die_on_start();
+    e.reconcile().await.expect("reconcile");
+    let node = e
+        .docker
+        .container(NODE)
+        .expect("the container is kept, to say why");
+    assert!(!node.running);
+    assert_eq!(e.count("exec c-m"), 0, "{:?}", e.docker.calls());
+    e.reconcile().await.expect("reconcile");
+    assert_eq!(
+        e.condition("ContainerProvisioned"),
+        ("False".into(), "ContainerExited".into())
+    );
+    assert_eq!(e.count("exec c-m"), 0, "{:?}", e.docker.calls());
+    assert_eq!(e.count("create c-m"), 1, "{:?}", e.docker.calls());
 }
 
 #[tokio::test]
