@@ -71,7 +71,7 @@ fn kubectl_stdin(server: &ApiServer, args: &[&str], input: &str) -> (bool, Strin
 }
 
 /// The variables the components leave for clusterctl (each with a default), and nothing else.
-const COMPONENT_VARIABLES: [&str; 7] = [
+const COMPONENT_VARIABLES: [&str; 8] = [
     "CAPKIND_DOCKER_HOST",
     "CAPKIND_DOCKER_NETWORK",
     "CAPKIND_IMAGE_REPOSITORY",
@@ -79,6 +79,7 @@ const COMPONENT_VARIABLES: [&str; 7] = [
     "CAPKIND_LOG_FORMAT",
     "CAPKIND_MACHINE_CONCURRENCY",
     "CAPKIND_NODE_PRIVILEGES",
+    "CAPKIND_NODE_START_CONCURRENCY",
 ];
 
 /// The names of the `${...}` variables in `text`.
