@@ -53,9 +53,8 @@ pub struct Flags {
     /// workers than machines being created queues the rest behind them.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
     pub kindmachine_concurrency: u16,
-    /// How many node containers Docker creates or starts at once; 0: four times the CPUs the
-    /// engine reports. Each is CPU work in the engine: a few at a time finish one after
-    /// another, where many at once all finish late.
+    /// How many node containers Docker creates or starts at once; 0: no limit (every machine
+    /// being made at once, as CAPD does). The rest wait their turn without holding anything.
     #[arg(long, default_value_t = 0)]
     pub node_start_concurrency: u16,
     /// How many KindMachinePools are reconciled at once (each reconcile only lists, creates

@@ -254,11 +254,11 @@ fn watch<D: ContainerRuntime + Clone>(
         }))
 }
 
-/// A turn to create or start a node container: at most `--node-start-concurrency` at once.
+/// A turn to create or start a node container, where `--node-start-concurrency` limits them.
 /// Waiting for one is safe to interrupt (nothing is held but the place in the queue). The
 /// semaphore is never closed; were it, there would be no limit.
 async fn turn<D>(m: &Machines<D>) -> Option<tokio::sync::SemaphorePermit<'_>> {
-    m.starting.acquire().await.ok()
+    m.starting.as_ref()?.acquire().await.ok()
 }
 
 /// Starts the stopped container; `None` when it was removed meanwhile (a deletion under way:
@@ -293,9 +293,11 @@ async fn create<D: ContainerRuntime + Clone>(
     news: &mut News,
 ) -> Result<bool, Error> {
     let docker = &m.ctx.docker;
+    // The turn first: the address picked for the node is held for a minute only, however
+    // long the wait for a turn.
+    let _turn = turn(m).await;
     let (spec, image) = node_spec(m, km, o).await?;
     let name = &o.container_name;
-    let _turn = turn(m).await;
     match docker.create(&spec).await {
         Ok(_) => {}
         Err(crate::docker::Error::Conflict { .. }) => {

@@ -49,27 +49,9 @@ pub struct Machines<D> {
     pub waiter: bootstrap::Waiter,
     /// Wakes a machine (namespace, name) up at once; the controller's `run` listens.
     pub wake: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-    /// Node containers being created or started at once, at most: see [`node_starts`].
-    pub starting: tokio::sync::Semaphore,
-}
-
-/// How many node containers are created or started at once: `flag`, or where it is 0 four
-/// times the engine's CPUs (`engine_cpus`, as Docker reports them; this host's when it could not
-/// say). Docker's create (the image's /var copied into the node's volume, the root file
-/// system mounted) and start (the network, the node's init) are CPU work in the engine; fifty
-/// at once on two cores all end late, where a few at a time end one after another and the
-/// first nodes boot while the rest are made.
-pub fn node_starts(flag: u16, engine_cpus: Option<i64>) -> usize {
-    let cpus = || {
-        engine_cpus
-            .and_then(|c| usize::try_from(c).ok())
-            .filter(|c| *c > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    };
-    match flag {
-        0 => cpus() * 4,
-        n => usize::from(n),
-    }
+    /// Turns to create or start a node container (`--node-start-concurrency`); `None`: as
+    /// many at once as there are machines to make.
+    pub starting: Option<tokio::sync::Semaphore>,
 }
 
 /// The objects a KindMachine reconcile reads, as the controller's watches see them.
@@ -124,15 +106,6 @@ pub async fn run<D: ContainerRuntime + Clone>(
 ) {
     let client = ctx.client.clone();
     ctx.metrics.set_max_workers("kindmachine", concurrency);
-    let engine_cpus = match node_start_concurrency {
-        0 => ctx.docker.host().await.ok().map(|h| h.cpus),
-        _ => None,
-    };
-    let node_starts = node_starts(node_start_concurrency, engine_cpus);
-    tracing::info!(
-        node_starts,
-        "node containers created or started at once, at most"
-    );
     // The controller's own store, as Controller::new makes it, without managed fields: nothing
     // here reads them, and at 100 machines they were the largest part of the cache.
     let (store, writer) = kube::runtime::reflector::store();
@@ -161,7 +134,8 @@ pub async fn run<D: ContainerRuntime + Clone>(
         nodes_done: Mutex::default(),
         waiter: bootstrap::Waiter::default(),
         wake,
-        starting: tokio::sync::Semaphore::new(node_starts.max(1)),
+        starting: (node_start_concurrency > 0)
+            .then(|| tokio::sync::Semaphore::new(usize::from(node_start_concurrency))),
     });
     let waiter = state.waiter.clone();
     controller
@@ -294,16 +268,6 @@ fn machines_of(
 #[cfg(test)]
 mod trigger_tests {
     use super::*;
-
-    #[test]
-    fn node_starts_are_four_times_the_engines_cpus_unless_set() {
-        assert_eq!(node_starts(0, Some(2)), 8);
-        assert_eq!(node_starts(0, Some(16)), 64);
-        assert_eq!(node_starts(3, Some(16)), 3);
-        let here = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(node_starts(0, None), 4 * here);
-        assert_eq!(node_starts(0, Some(0)), 4 * here);
-    }
 
     #[test]
     fn only_status_updates_are_not_acted_on() {

@@ -102,7 +102,7 @@ fn env_at(version: Version, infrastructure_ready: bool) -> Env {
         nodes_done: Mutex::default(),
         waiter: bootstrap::Waiter::default(),
         wake,
-        starting: tokio::sync::Semaphore::new(4),
+        starting: Some(tokio::sync::Semaphore::new(1)),
     });
     Env {
         api,
