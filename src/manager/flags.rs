@@ -53,8 +53,9 @@ pub struct Flags {
     /// workers than machines being created queues the rest behind them.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
     pub kindmachine_concurrency: u16,
-    /// How many node containers Docker creates or starts at once; 0: no limit (every machine
-    /// being made at once, as CAPD does). The rest wait their turn without holding anything.
+    /// How many node containers Docker creates or starts at once; 0: no limit beyond
+    /// `--kindmachine-concurrency` (every machine being reconciled makes its node at once).
+    /// The rest wait their turn without holding anything.
     #[arg(long, default_value_t = 0)]
     pub node_start_concurrency: u16,
     /// How many KindMachinePools are reconciled at once (each reconcile only lists, creates
