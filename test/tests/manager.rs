@@ -1,14 +1,19 @@
 //! The manager binary as an operator runs it, against the real API server and Docker: flags,
-//! probes, metrics, leader election with failover, SIGTERM, an API server restart.
+//! probes, metrics, leader election with failover, SIGTERM, an API server restart, the limit on
+//! node containers made at once.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use capkind_api::v1beta2::KindCluster;
+use capkind_api::v1beta2::{KindCluster, KindMachine};
+use capkind_test::core::{CoreCluster, Role, TRIVIAL_BOOTSTRAP};
 use capkind_test::docker::Janitor;
-use capkind_test::fixtures::{cluster_with_kindcluster, kind_spec, ready_cluster};
+use capkind_test::fixtures::{
+    cluster_with_kindcluster, is_ready, kind_spec, kindmachine_until, machine_spec, ready_cluster,
+};
 use capkind_test::process::{ManagerProcess, binary};
 use capkind_test::{ApiServer, http, names, shared, wait};
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 
@@ -480,4 +485,85 @@ async fn json_logs_use_controller_runtimes_keys() {
             .is_some_and(|c| c.starts_with("src/controllers/kindcluster/")),
         "{created}"
     );
+}
+
+/// When Docker created and started the container `name` (its own timestamps).
+fn created_and_started(name: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.Created}} {{.State.StartedAt}}",
+            name,
+        ])
+        .output()
+        .expect("docker inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let times: Vec<DateTime<Utc>> = text
+        .split_whitespace()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .unwrap_or_else(|e| panic!("{name}: {t:?}: {e}"))
+                .with_timezone(&Utc)
+        })
+        .collect();
+    assert_eq!(times.len(), 2, "{name}: {text}");
+    (times[0], times[1])
+}
+
+/// `--node-start-concurrency 1`: machines reconciled side by side still get their node
+/// containers one at a time (each created and started before Docker is asked for the next),
+/// and every one of them becomes ready.
+#[tokio::test]
+async fn node_start_concurrency_makes_node_containers_one_at_a_time() {
+    let server = shared();
+    let client = server.client().await;
+    let ns = server.namespace(&client).await;
+    let mut janitor = Janitor::default();
+    let manager = ManagerProcess::start(
+        server,
+        &["--namespace", &ns, "--node-start-concurrency", "1"],
+    );
+    wait_http(&manager, manager.health_port, "/readyz").await;
+    let (name, network) = (names::unique("one"), names::unique("net"));
+    janitor.track(format!("{name}-lb"));
+    janitor.track_network(network.clone());
+    let core = CoreCluster::create(&client, &ns, &name, kind_spec(&network), machine_spec())
+        .await
+        .expect("create the cluster");
+    core.infrastructure_ready(Duration::from_secs(120)).await;
+    core.control_plane_initialized().await;
+    let workers: Vec<String> = futures::future::join_all(
+        (0..3).map(|_| core.add_machine(Role::Worker, TRIVIAL_BOOTSTRAP)),
+    )
+    .await
+    .into_iter()
+    .map(|w| w.expect("worker machine"))
+    .collect();
+    let containers: Vec<String> = workers
+        .iter()
+        .map(|w| capkind::node::container_name(&name, w))
+        .collect();
+    for c in &containers {
+        janitor.track(c.clone());
+    }
+    let kms: Api<KindMachine> = Api::namespaced(client.clone(), &ns);
+    for w in &workers {
+        kindmachine_until(&kms, w, "worker ready", Duration::from_secs(180), is_ready).await;
+    }
+    let mut times: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = containers
+        .into_iter()
+        .map(|c| {
+            let (created, started) = created_and_started(&c);
+            (c, created, started)
+        })
+        .collect();
+    times.sort_by_key(|t| t.1);
+    for pair in times.windows(2) {
+        let ((a, _, a_started), (b, b_created, _)) = (&pair[0], &pair[1]);
+        assert!(
+            b_created >= a_started,
+            "{b} was created at {b_created} while {a} was not started yet ({a_started}): {times:?}"
+        );
+    }
 }
