@@ -31,7 +31,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         })
 }
 
-/// A running manager; killed when dropped.
+/// A running manager; killed when dropped, or once the process that started it has ended
+/// (one kept in a `static` is never dropped).
 pub struct ManagerProcess {
     /// The process.
     pub child: Child,
@@ -95,6 +96,7 @@ impl ManagerProcess {
             .stderr(out)
             .spawn()
             .expect("start the manager");
+        stop_when_gone(child.id(), health_port);
         Self {
             child,
             health_port,
@@ -171,4 +173,34 @@ impl Drop for ManagerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A shell in a session of its own that stops the manager listening on `health_port` once
+/// this process has ended, however it ends: a manager held by a suite's `static` is never
+/// dropped, and one left running keeps its Docker event streams and retries against an API
+/// server that is gone. It ends by itself as soon as the manager does. The manager is found by
+/// its health address, not its pid, which another process may have by then (the pid only
+/// tells the loop when to look); the pattern is
+/// built inside the script, so it does not match the watchdog itself.
+fn stop_when_gone(pid: u32, health_port: u16) {
+    let script = r#"
+parent=$1; pid=$2; port=$3
+own="--health-addr=127.0.0.1:$port"
+while kill -0 "$parent" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+pkill -TERM -f -- "$own" 2>/dev/null || exit 0
+sleep 2
+pkill -KILL -f -- "$own" 2>/dev/null
+"#;
+    Command::new("setsid")
+        .args(["sh", "-c", script, "capkind-manager-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string())
+        .arg(health_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        // Not waited for: it outlives this process on purpose.
+        .map(|_| ())
+        .expect("start the manager's watchdog (setsid from util-linux)");
 }

@@ -1,5 +1,6 @@
 //! The test environment cleans up after itself: when a test process panics (or ends in any
-//! way), its etcd, kube-apiserver, directory, ports and Docker containers are gone shortly after.
+//! way), its etcd, kube-apiserver, manager, directory, ports and Docker containers are gone
+//! shortly after.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ fn eventually(what: &str, mut gone: impl FnMut() -> bool) {
 fn a_panicking_test_process_leaves_nothing_behind() {
     let image = capkind_test::docker::images().haproxy;
     let out = Command::new(env!("CARGO_BIN_EXE_testenv-probe"))
-        .args(["--panic", "--container", &image])
+        .args(["--panic", "--container", &image, "--manager"])
         .output()
         .expect("run testenv-probe");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -44,6 +45,12 @@ fn a_panicking_test_process_leaves_nothing_behind() {
     let url = field(&stdout, "url").to_string();
     let container = field(&stdout, "container").to_string();
     assert_eq!(pids.len(), 2, "etcd and kube-apiserver");
+    let manager = field(&stdout, "manager").to_string();
+
+    // The manager first: it was never dropped, so only its watchdog can stop it.
+    eventually(&format!("manager process {manager}"), || {
+        !std::path::Path::new(&format!("/proc/{manager}")).exists()
+    });
 
     for pid in &pids {
         eventually(&format!("process {pid}"), || {

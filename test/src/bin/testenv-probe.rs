@@ -7,6 +7,8 @@
 //!   cleaned up.
 //! - `--container IMAGE`: also starts a container labelled with this process's token and prints
 //!   `container=NAME`; the watchdog must remove it.
+//! - `--manager`: also starts a manager against the environment and never drops it (as a
+//!   suite's `static` keeps one) and prints `manager=PID`; its watchdog must stop it.
 
 use std::io::{Read, Write};
 
@@ -41,6 +43,11 @@ fn main() {
             .expect("docker run");
         assert!(status.success(), "docker run {image} failed");
         let _ = writeln!(out, "container={name}");
+    }
+    if args.iter().any(|a| a == "--manager") {
+        let manager = capkind_test::process::ManagerProcess::start(&server, &[]);
+        let _ = writeln!(out, "manager={}", manager.child.id());
+        std::mem::forget(manager);
     }
     let _ = out.flush();
     drop(out);
