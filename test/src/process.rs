@@ -178,15 +178,16 @@ impl Drop for ManagerProcess {
 /// A shell in a session of its own that stops the manager listening on `health_port` once
 /// this process has ended, however it ends: a manager held by a suite's `static` is never
 /// dropped, and one left running keeps its Docker event streams and retries against an API
-/// server that is gone. It ends by itself as soon as the manager does. The manager is found by
-/// its health address, not its pid, which another process may have by then (the pid only
-/// tells the loop when to look); the pattern is
-/// built inside the script, so it does not match the watchdog itself.
+/// server that is gone. It ends without doing anything when the manager ends first. The
+/// manager is found by its health address, not its pid, which another process may have by
+/// then (the pid only tells the loop when to stop); the pattern is built inside the script,
+/// so it does not match the watchdog itself.
 fn stop_when_gone(pid: u32, health_port: u16) {
     let script = r#"
 parent=$1; pid=$2; port=$3
 own="--health-addr=127.0.0.1:$port"
 while kill -0 "$parent" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+kill -0 "$parent" 2>/dev/null && exit 0
 pkill -TERM -f -- "$own" 2>/dev/null || exit 0
 sleep 2
 pkill -KILL -f -- "$own" 2>/dev/null
