@@ -640,17 +640,13 @@ if command -v docker >/dev/null 2>&1; then
   done
 fi
 "#;
-    Command::new("setsid")
-        .args(["sh", "-c", script, "capkind-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(dir)
-        .arg(names::token())
-        .args(pids.iter().map(|p| p.to_string()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(|_| ())
+    let mut args: Vec<std::ffi::OsString> = vec![
+        std::process::id().to_string().into(),
+        dir.into(),
+        names::token().into(),
+    ];
+    args.extend(pids.iter().map(|p| p.to_string().into()));
+    crate::process::watchdog("capkind-watchdog", script, args)
         .map_err(|e| format!("start the cleanup watchdog (setsid from util-linux): {e}"))
 }
 

@@ -192,16 +192,25 @@ pkill -TERM -f -- "$own" 2>/dev/null || exit 0
 sleep 2
 pkill -KILL -f -- "$own" 2>/dev/null
 "#;
+    let args = [std::process::id(), pid, u32::from(health_port)].map(|a| a.to_string());
+    watchdog("capkind-manager-watchdog", script, args)
+        .expect("start the manager's watchdog (setsid from util-linux)");
+}
+
+/// Starts `script` in `sh` as `name`, with `args` as `$1`, `$2`, ..., in a session of its own
+/// (Ctrl-C to the test does not reach it) and without standard streams. It is not waited for:
+/// a watchdog outlives this process on purpose, to clean up after it.
+pub fn watchdog<S: AsRef<std::ffi::OsStr>>(
+    name: &str,
+    script: &str,
+    args: impl IntoIterator<Item = S>,
+) -> std::io::Result<()> {
     Command::new("setsid")
-        .args(["sh", "-c", script, "capkind-manager-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(pid.to_string())
-        .arg(health_port.to_string())
+        .args(["sh", "-c", script, name])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        // Not waited for: it outlives this process on purpose.
         .map(|_| ())
-        .expect("start the manager's watchdog (setsid from util-linux)");
 }

@@ -255,17 +255,12 @@ for ref in $(docker images --format '{{.Repository}}:{{.Tag}}' | grep "/capkind-
 done
 rm -rf "$4"
 "#;
-    Command::new("setsid")
-        .args(["sh", "-c", script, "capkind-registry-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(pid.to_string())
-        .arg(crate::names::token())
-        .arg(cli_config_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        // Not waited for: it outlives this process on purpose.
-        .map(|_| ())
+    let args: [std::ffi::OsString; 4] = [
+        std::process::id().to_string().into(),
+        pid.to_string().into(),
+        crate::names::token().into(),
+        cli_config_dir().into(),
+    ];
+    crate::process::watchdog("capkind-registry-watchdog", script, args)
         .expect("start the registry's watchdog (setsid from util-linux)");
 }
